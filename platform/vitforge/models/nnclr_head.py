@@ -1,0 +1,116 @@
+"""MAE-CT's NNCLR head: projector, predictor, EMA target projector and a nearest-neighbour queue.
+
+Imports torch only. The queue is filled by the caller with features already gathered across
+workers (``vitforge.methods.distributed.gather_features``), so every rank holds the same queue.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def mlp(dims: list[int], last_bn: bool) -> nn.Sequential:
+    """Linear-BN-ReLU for every hidden layer; the last layer optionally BatchNorm'd, never ReLU'd."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(itertools.pairwise(dims)):
+        last = i == len(dims) - 2
+        # A bias before BatchNorm is redundant.
+        layers.append(nn.Linear(a, b, bias=last and not last_bn))
+        if not last:
+            layers += [nn.BatchNorm1d(b), nn.ReLU(inplace=True)]
+        elif last_bn:
+            layers.append(nn.BatchNorm1d(b, affine=False))
+    return nn.Sequential(*layers)
+
+
+class NNQueue(nn.Module):
+    """FIFO queue of L2-normalized projections with the sample ids they came from.
+
+    Buffers, so the queue travels in checkpoints. Slots with id -1 are empty.
+    """
+
+    def __init__(self, size: int, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("features", torch.zeros(size, dim))
+        self.register_buffer("ids", torch.full((size,), -1, dtype=torch.long))
+        self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
+
+    @property
+    def size(self) -> int:
+        return self.features.shape[0]
+
+    @torch.no_grad()
+    def push(self, features: torch.Tensor, ids: torch.Tensor) -> None:
+        """Enqueue (B, dim) features (normalized here) and their (B,) ids, oldest out first."""
+        b = features.shape[0]
+        if b > self.size:
+            raise ValueError(f"batch of {b} is larger than the queue of {self.size}")
+        idx = (self.ptr + torch.arange(b, device=self.ptr.device)) % self.size
+        self.features[idx] = F.normalize(features.detach().float(), dim=-1).to(self.features.dtype)
+        self.ids[idx] = ids.to(self.ids.device)
+        self.ptr.copy_((self.ptr + b) % self.size)
+
+    @torch.no_grad()
+    def nearest(
+        self, query: torch.Tensor, query_ids: torch.Tensor, topk: int = 1, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """(B, dim) queries -> (B, dim) neighbours from the queue.
+
+        The sample's own id and empty slots are excluded; with ``topk`` > 1 one of the k
+        most similar entries is chosen uniformly at random (MAE-CT's top-k NN).
+        """
+        sim = F.normalize(query.float(), dim=-1) @ self.features.float().T  # (B, Q)
+        invalid = (self.ids[None, :] == query_ids[:, None]) | (self.ids[None, :] < 0)
+        sim = sim.masked_fill(invalid, float("-inf"))
+        k = min(topk, self.size)
+        top_sim, top_idx = sim.topk(k, dim=1)  # (B, k)
+        if not torch.isfinite(top_sim[:, 0]).all():
+            raise RuntimeError("the NN queue has no valid entry for some query; fill it before lookups")
+        # Choose among the finite (valid) entries of each row only.
+        weights = torch.isfinite(top_sim).float()
+        pick = torch.multinomial(weights, 1, generator=generator).squeeze(1)  # (B,)
+        return self.features[top_idx.gather(1, pick[:, None]).squeeze(1)].to(query.dtype)
+
+
+class NNCLRHead(nn.Module):
+    """Projector d->h->h->out and predictor out->p->out (NNCLR), plus an EMA target projector."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden_dim: int = 2048,
+        out_dim: int = 256,
+        predictor_hidden_dim: int = 4096,
+        queue_size: int = 65536,
+        ema_momentum: float = 0.99,
+    ) -> None:
+        super().__init__()
+        self.projector = mlp([in_dim, hidden_dim, hidden_dim, out_dim], last_bn=True)
+        self.predictor = mlp([out_dim, predictor_hidden_dim, out_dim], last_bn=False)
+        self.target_projector = copy.deepcopy(self.projector).requires_grad_(False)
+        self.queue = NNQueue(queue_size, out_dim)
+        self.ema_momentum = ema_momentum
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, d) encoder features -> (prediction (B, out), target projection (B, out), no grad)."""
+        pred = self.predictor(self.projector(features))
+        with torch.no_grad():
+            target = self.target_projector(features.detach())
+        return pred, target
+
+    @torch.no_grad()
+    def update_target(self) -> None:
+        """target <- m * target + (1 - m) * online, for parameters and BatchNorm statistics."""
+        m = self.ema_momentum
+        for t, o in zip(self.target_projector.parameters(), self.projector.parameters(), strict=True):
+            t.lerp_(o.detach(), 1 - m)
+        for t, o in zip(self.target_projector.buffers(), self.projector.buffers(), strict=True):
+            if t.dtype.is_floating_point:
+                t.lerp_(o, 1 - m)
+            else:
+                t.copy_(o)
