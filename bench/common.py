@@ -1,0 +1,71 @@
+"""Timing helpers shared by the benchmarks: warm-up, repeats, median and spread, pinned threads."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def pin_threads(n: int | None = None) -> int:
+    """Both sides of a comparison run with the same intra-op thread count."""
+    n = n or int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1))
+    torch.set_num_threads(n)
+    return n
+
+
+def timeit(fn: Callable[[], object], warmup: int, repeats: int) -> dict[str, float]:
+    """Median and spread (min, max, stdev) of ``repeats`` timed calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return {
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "max_s": max(times),
+        "stdev_s": statistics.stdev(times) if len(times) > 1 else 0.0,
+        "repeats": repeats,
+    }
+
+
+def machine_name() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0).replace(" ", "-").lower()
+    return f"cpu-{os.cpu_count()}core-{platform.machine()}"
+
+
+def save(name: str, rows: list[dict]) -> Path:
+    """Merge ``rows`` under ``name`` into bench/results/<machine>.json."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{machine_name()}.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[name] = {"host": socket.gethostname(), "date": time.strftime("%Y-%m-%d"), "rows": rows}
+    path.write_text(json.dumps(data, indent=2, sort_keys=True))
+    return path
+
+
+def print_table(title: str, rows: list[dict], cols: list[str]) -> None:
+    print(f"\n{title}")
+    widths = [max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in cols]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
+    for r in rows:
+        print("  ".join(_fmt(r.get(c)).ljust(w) for c, w in zip(cols, widths, strict=True)))
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "" if v is None else str(v)

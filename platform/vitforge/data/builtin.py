@@ -1,0 +1,219 @@
+"""Built-in datasets that need no network, deterministic by seed, each with train and test splits.
+
+- ``digits``: scikit-learn's 1,797 real 8x8 handwritten digits, resized.
+- ``digits-cluttered``: the same digits at random position, scale and colour on textured
+  backgrounds, so raw pixels are a poor feature.
+- ``shapes``: procedurally drawn shapes with a template caption each, for CLOOB and zero-shot.
+
+Each returns a dict of split -> list of records ``{"image": PIL.Image, "label": int, "caption": str}``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (40, 80, 220),
+    "yellow": (235, 210, 40),
+    "purple": (150, 60, 190),
+    "orange": (245, 140, 30),
+    "white": (245, 245, 245),
+    "black": (20, 20, 20),
+}
+SHAPES = ["circle", "square", "triangle", "star", "cross", "hexagon", "diamond", "ring"]
+BACKGROUNDS = ["plain", "striped", "dotted", "checkered", "gradient"]
+POSITIONS = {  # name -> centre as a fraction of the image
+    "top left": (0.3, 0.3),
+    "top": (0.5, 0.3),
+    "top right": (0.7, 0.3),
+    "left": (0.3, 0.5),
+    "centre": (0.5, 0.5),
+    "right": (0.7, 0.5),
+    "bottom left": (0.3, 0.7),
+    "bottom": (0.5, 0.7),
+    "bottom right": (0.7, 0.7),
+}
+DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def _split(n: int, rng: np.random.Generator, test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    perm = rng.permutation(n)
+    n_test = int(round(n * test_fraction))
+    return np.sort(perm[n_test:]), np.sort(perm[:n_test])
+
+
+def _load_digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return (d.images / 16.0).astype(np.float32), d.target.astype(np.int64)  # (1797, 8, 8) in [0, 1]
+
+
+def digits(size: int = 32, seed: int = 0, test_fraction: float = 0.2) -> dict[str, list[dict]]:
+    """Real 8x8 digits, bilinearly resized to ``size`` and made RGB (white on black)."""
+    imgs, labels = _load_digits()
+    train, test = _split(len(imgs), np.random.default_rng(seed), test_fraction)
+
+    def record(i: int) -> dict:
+        img = Image.fromarray((imgs[i] * 255).astype(np.uint8)).resize((size, size), Image.BILINEAR)
+        label = int(labels[i])
+        return {"image": img.convert("RGB"), "label": label, "caption": f"a handwritten {DIGIT_NAMES[label]}"}
+
+    return {"train": [record(i) for i in train], "test": [record(i) for i in test]}
+
+
+def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
+    """(size, size, 3) float background: stripes, checks, blobs or noise in two random colours."""
+    a, b = rng.uniform(0, 1, 3), rng.uniform(0, 1, 3)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    kind = rng.integers(4)
+    if kind == 0:  # stripes at a random angle and period
+        t = rng.uniform(0, math.pi)
+        w = (np.sin((xx * math.cos(t) + yy * math.sin(t)) * 2 * math.pi / rng.uniform(3, 8)) > 0).astype(np.float32)
+    elif kind == 1:  # checks
+        p = int(rng.integers(2, 6))
+        w = ((xx // p + yy // p) % 2).astype(np.float32)
+    elif kind == 2:  # smooth blobs
+        w = np.zeros((size, size), np.float32)
+        for _ in range(4):
+            cx, cy, r = rng.uniform(0, size, 2).tolist() + [rng.uniform(3, 10)]
+            w += np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r**2))
+        w = np.clip(w, 0, 1)
+    else:  # noise
+        w = rng.uniform(0, 1, (size, size)).astype(np.float32)
+    return a * w[..., None] + b * (1 - w[..., None])
+
+
+def digits_cluttered(size: int = 32, seed: int = 0, test_fraction: float = 0.2, copies: int = 1) -> dict:
+    """Each real digit ``copies`` times at random scale/position/colour on a textured background."""
+    imgs, labels = _load_digits()
+    rng = np.random.default_rng(seed)
+    train, test = _split(len(imgs), rng, test_fraction)
+
+    def record(i: int) -> dict:
+        bg = _texture(rng, size)
+        side = int(rng.integers(size // 2, size - 4))  # digit scale: half to nearly full image
+        glyph = Image.fromarray((imgs[i] * 255).astype(np.uint8)).resize((side, side), Image.BILINEAR)
+        alpha = np.zeros((size, size), np.float32)
+        y0, x0 = rng.integers(0, size - side + 1, 2)
+        alpha[y0 : y0 + side, x0 : x0 + side] = np.asarray(glyph, np.float32) / 255.0
+        # The digit's colour keeps a minimum contrast with the mean background colour.
+        colour = rng.uniform(0, 1, 3)
+        if np.abs(colour - bg.mean((0, 1))).sum() < 0.6:
+            colour = 1.0 - colour
+        out = bg * (1 - alpha[..., None]) + colour * alpha[..., None]
+        label = int(labels[i])
+        img = Image.fromarray((out * 255).round().astype(np.uint8))
+        return {"image": img, "label": label, "caption": f"a {DIGIT_NAMES[label]} on a cluttered background"}
+
+    return {
+        "train": [record(i) for i in train for _ in range(copies)],
+        "test": [record(i) for i in test for _ in range(copies)],
+    }
+
+
+def _polygon(cx: float, cy: float, r: float, n: int, rot: float, star: bool = False) -> list[tuple[float, float]]:
+    pts = []
+    k = 2 * n if star else n
+    for j in range(k):
+        rr = r * (0.45 if star and j % 2 else 1.0)
+        t = rot + 2 * math.pi * j / k
+        pts.append((cx + rr * math.cos(t), cy + rr * math.sin(t)))
+    return pts
+
+
+def _draw_background(draw: ImageDraw.ImageDraw, size: int, kind: str, c1: tuple, c2: tuple) -> None:
+    draw.rectangle([0, 0, size, size], fill=c1)
+    step = max(size // 8, 2)
+    if kind == "striped":
+        for x in range(0, size, 2 * step):
+            draw.rectangle([x, 0, x + step - 1, size], fill=c2)
+    elif kind == "dotted":
+        for y in range(step // 2, size, step):
+            for x in range(step // 2, size, step):
+                draw.ellipse([x - 1, y - 1, x + 1, y + 1], fill=c2)
+    elif kind == "checkered":
+        for y in range(0, size, step):
+            for x in range(0, size, step):
+                if (x // step + y // step) % 2:
+                    draw.rectangle([x, y, x + step - 1, y + step - 1], fill=c2)
+    elif kind == "gradient":
+        for y in range(size):
+            t = y / max(size - 1, 1)
+            draw.line([0, y, size, y], fill=tuple(int(a * (1 - t) + b * t) for a, b in zip(c1, c2, strict=True)))
+
+
+def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, rot: float, fill) -> None:
+    if shape == "circle":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+    elif shape == "ring":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=fill, width=max(int(r / 2.5), 2))
+    elif shape == "square":
+        draw.polygon(_polygon(cx, cy, r * 1.2, 4, rot + math.pi / 4), fill=fill)
+    elif shape == "diamond":
+        draw.polygon([(cx, cy - r * 1.2), (cx + r * 0.7, cy), (cx, cy + r * 1.2), (cx - r * 0.7, cy)], fill=fill)
+    elif shape == "triangle":
+        draw.polygon(_polygon(cx, cy, r * 1.2, 3, rot - math.pi / 2), fill=fill)
+    elif shape == "hexagon":
+        draw.polygon(_polygon(cx, cy, r * 1.1, 6, rot), fill=fill)
+    elif shape == "star":
+        draw.polygon(_polygon(cx, cy, r * 1.3, 5, rot - math.pi / 2, star=True), fill=fill)
+    elif shape == "cross":
+        w = r * 0.4
+        for a in (rot, rot + math.pi / 2):
+            dx, dy = math.cos(a), math.sin(a)
+            px, py = -dy * w, dx * w
+            draw.polygon(
+                [
+                    (cx - dx * r + px, cy - dy * r + py),
+                    (cx + dx * r + px, cy + dy * r + py),
+                    (cx + dx * r - px, cy + dy * r - py),
+                    (cx - dx * r - px, cy - dy * r - py),
+                ],
+                fill=fill,
+            )
+
+
+def shapes(n: int = 2000, size: int = 32, seed: int = 0, test_fraction: float = 0.2) -> dict[str, list[dict]]:
+    """Shapes of 8 kinds in 8 colours, 2 sizes, 9 positions, any rotation, on 5 backgrounds.
+
+    Label = shape kind (index into ``SHAPES``); caption e.g.
+    "a small red triangle at the top left on a striped background".
+    """
+    rng = np.random.default_rng(seed)
+    names = list(COLOURS)
+    records = []
+    for _ in range(n):
+        shape = SHAPES[int(rng.integers(len(SHAPES)))]
+        colour = names[int(rng.integers(len(names)))]
+        bg_kind = BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
+        # Background colours avoid the shape's colour so the shape stays visible.
+        others = [c for c in names if c != colour]
+        bg1, bg2 = (COLOURS[others[int(i)]] for i in rng.choice(len(others), 2, replace=False))
+        bg1 = tuple(int(v * 0.6 + 40) for v in bg1)  # muted background
+        bg2 = tuple(int(v * 0.6 + 40) for v in bg2)
+        big = bool(rng.integers(2))
+        pos = list(POSITIONS)[int(rng.integers(len(POSITIONS)))]
+        fx, fy = POSITIONS[pos]
+        r = size * (0.2 if big else 0.12)
+        jitter = rng.uniform(-0.04, 0.04, 2) * size
+        img = Image.new("RGB", (size, size))
+        draw = ImageDraw.Draw(img)
+        _draw_background(draw, size, bg_kind, bg1, bg2)
+        _draw_shape(
+            draw, shape, fx * size + jitter[0], fy * size + jitter[1], r, rng.uniform(0, 2 * math.pi), COLOURS[colour]
+        )
+        where = "in the centre" if pos == "centre" else f"at the {pos}"
+        caption = f"a {'large' if big else 'small'} {colour} {shape} {where} on a {bg_kind} background"
+        records.append({"image": img, "label": SHAPES.index(shape), "caption": caption})
+    train, test = _split(n, rng, test_fraction)
+    return {"train": [records[i] for i in train], "test": [records[i] for i in test]}
+
+
+BUILTINS = {"digits": digits, "digits-cluttered": digits_cluttered, "shapes": shapes}
+CLASS_NAMES = {"digits": DIGIT_NAMES, "digits-cluttered": DIGIT_NAMES, "shapes": SHAPES}
