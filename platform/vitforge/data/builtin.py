@@ -43,7 +43,7 @@ DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "e
 
 def _split(n: int, rng: np.random.Generator, test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     perm = rng.permutation(n)
-    n_test = int(round(n * test_fraction))
+    n_test = round(n * test_fraction)
     return np.sort(perm[n_test:]), np.sort(perm[:n_test])
 
 
@@ -81,7 +81,8 @@ def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
     elif kind == 2:  # smooth blobs
         w = np.zeros((size, size), np.float32)
         for _ in range(4):
-            cx, cy, r = rng.uniform(0, size, 2).tolist() + [rng.uniform(3, 10)]
+            cx, cy = rng.uniform(0, size, 2)
+            r = rng.uniform(3, 10)
             w += np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r**2))
         w = np.clip(w, 0, 1)
     else:  # noise
