@@ -1,0 +1,81 @@
+"""Data loader throughput vs the ViT-B/16 MAE step's demand, per worker, on this machine.
+
+Loader: JPEG decode + RandomResizedCrop(224) + flip + normalize in one process with one thread
+(what one Ray Data map task does). Demand: images/s that one training worker consumes in a
+ViT-B/16 MAE forward+backward at batch 8, measured in the same run. Goal: ratio >= 3.
+
+    python -m bench.loader [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+
+import numpy as np
+import torch
+from PIL import Image
+
+from bench.common import pin_threads, print_table, save, timeit
+
+
+def _jpegs(n: int, w: int, h: int) -> list[bytes]:
+    """Smooth random photos-alike (JPEG-friendly), ImageNet-like size."""
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(n):
+        small = rng.integers(0, 255, (h // 16, w // 16, 3), dtype=np.uint8)
+        img = Image.fromarray(small).resize((w, h), Image.BICUBIC)
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=90)
+        out.append(buf.getvalue())
+    return out
+
+
+def run(smoke: bool = False) -> list[dict]:
+    import vitforge.models as m
+    from vitforge.data import BatchMaker, build_view
+    from vitforge.methods.mae import mae_loss
+
+    size, n = (64, 16) if smoke else (224, 64)
+    rows_in = {"index": list(range(n)), "image": _jpegs(n, 2 * size, int(1.6 * size)), "label": [0] * n}
+    rows_in["caption"] = [None] * n
+    rows = []
+    for views, name in ((1, "MAE (1 view)"), (2, "MAE-CT (2 views)")):
+        maker = BatchMaker([build_view(size) for _ in range(views)], "bench", seed=0, epoch=0)
+        pin_threads(1)
+        t = timeit(lambda maker=maker: maker(rows_in), 1, 2 if smoke else 5)
+        rows.append({"what": f"loader, {name}, 1 thread", "img_per_s": n / t["median_s"]})
+
+    threads = pin_threads()
+    size_name, patch, batch = ("test", 4, 4) if smoke else ("base", 16, 8)
+    mae = m.mae_for(m.vit(size_name, patch, img_size=size), size_name)
+    imgs = torch.randn(batch, 3, size, size)
+
+    def step() -> None:
+        pred, mask = mae(imgs)
+        mae_loss(imgs, pred, mask, patch).backward()
+        mae.zero_grad(set_to_none=True)
+
+    t = timeit(step, 1 if smoke else 2, 3 if smoke else 5)
+    demand = batch / t["median_s"]
+    rows.append({"what": f"ViT-{size_name}/{patch} MAE step demand ({threads} threads)", "img_per_s": demand})
+    for r in rows:
+        r["ratio_vs_step"] = r["img_per_s"] / demand
+        r["size"] = size
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true")
+    args = ap.parse_args(argv)
+    rows = run(args.smoke)
+    print_table("Loader vs step demand (per worker)", rows, ["what", "size", "img_per_s", "ratio_vs_step"])
+    if not args.smoke:
+        save("loader", rows)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+"""The benchmark suite's smoke mode runs, so the scripts never rot (no timing assertions)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_smoke() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke"], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "speedup_vs_hf" in r.stdout and "ratio_vs_step" in r.stdout
