@@ -105,12 +105,19 @@ class NNCLRHead(nn.Module):
 
     @torch.no_grad()
     def update_target(self) -> None:
-        """target <- m * target + (1 - m) * online, for parameters and BatchNorm statistics."""
+        """target <- m * target + (1 - m) * online, for parameters and BatchNorm statistics.
+
+        Under ZeRO-3 a parameter's data lives in its ``ds_tensor`` shard; target and online are
+        partitioned alike, so the shards are averaged in place (no gather needed).
+        """
         m = self.ema_momentum
         for t, o in zip(self.target_projector.parameters(), self.projector.parameters(), strict=True):
-            t.lerp_(o.detach(), 1 - m)
+            if hasattr(o, "ds_tensor"):
+                t.ds_tensor.lerp_(o.ds_tensor.to(t.ds_tensor.dtype), 1 - m)
+            else:
+                t.lerp_(o.detach().to(t.dtype), 1 - m)
         for t, o in zip(self.target_projector.buffers(), self.projector.buffers(), strict=True):
             if t.dtype.is_floating_point:
-                t.lerp_(o, 1 - m)
+                t.lerp_(o.to(t.dtype), 1 - m)
             else:
                 t.copy_(o)

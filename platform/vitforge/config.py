@@ -1,0 +1,257 @@
+"""The job spec: one pydantic schema for every entry point (train, tune, eval, submit).
+
+Unknown fields are rejected; errors name the field, the bad value and the allowed values.
+Cross-field checks that would otherwise fail inside a worker run here, before any worker starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from vitforge.models.vit import SIZES
+
+SizeName = Literal["test", "tiny", "small", "base", "large", "huge"]
+StageName = Literal["mae", "nnclr_head", "contrastive_tuning", "cloob", "clip"]
+MAE_CT_ORDER = ["mae", "nnclr_head", "contrastive_tuning"]
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSpec(Spec):
+    """Sizes come from the table in ``vitforge.models.vit.SIZES``."""
+
+    size: SizeName = "test"
+    patch_size: int = Field(4, gt=0)
+    img_size: int = Field(32, gt=0)
+    in_chans: int = Field(3, gt=0)
+    pool: Literal["cls", "mean_patch"] = "cls"
+    grad_checkpointing: bool = False
+    # Image-text models (CLOOB / CLIP).
+    text_size: SizeName | None = None
+    embed_dim: int = Field(64, gt=0)
+    context_length: int = Field(64, ge=3)
+
+    @model_validator(mode="after")
+    def _patch_divides(self) -> ModelSpec:
+        if self.img_size % self.patch_size:
+            raise ValueError(f"model.img_size {self.img_size} is not divisible by model.patch_size {self.patch_size}")
+        return self
+
+
+class DataSpec(Spec):
+    source: str = "digits-cluttered"
+    format: Literal["builtin", "imagefolder", "parquet", "arrow", "saved"] | None = None
+    split: str = "train"
+    eval_split: str = "test"
+    image_column: str = "image"
+    label_column: str | None = "label"
+    caption_column: str | None = "caption"
+    builtin_options: dict[str, Any] = Field(default_factory=dict)
+    on_bad: Literal["raise", "skip"] = "raise"
+    loader: Literal["ray", "local"] = "ray"
+    crop_scale: tuple[float, float] = (0.2, 1.0)
+    interpolation: Literal["bilinear", "bicubic"] = "bicubic"
+    mean: tuple[float, float, float] | None = None  # None: measured from the data
+    std: tuple[float, float, float] | None = None
+
+
+class ScalingSpec(Spec):
+    num_workers: int = Field(2, ge=0)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, gt=0)
+    gpus_per_worker: float = Field(1.0, ge=0)
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+
+
+class DeepSpeedSpec(Spec):
+    zero_stage: Literal[0, 1, 2, 3] = 0
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    offload_optimizer: bool = False
+    grad_accum: int = Field(1, ge=1)
+    grad_clip: float = Field(1.0, ge=0)
+
+
+class OptimSpec(Spec):
+    """TTUR: ``fast_lr`` for the fast group, ``slow_lr`` for the slow one (at batch ``base_batch``)."""
+
+    fast_lr: float = Field(1.5e-4, gt=0)
+    slow_lr: float = Field(1.5e-4, gt=0)
+    weight_decay: float = Field(0.05, ge=0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    layer_decay: float = Field(0.65, gt=0, le=1)
+    warmup_epochs: float = Field(0.0, ge=0)
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)
+    lr_scaling: Literal["linear", "none"] = "linear"
+    base_batch: int = Field(256, gt=0)
+
+
+class StageSpec(Spec):
+    name: StageName
+    epochs: float = Field(1.0, gt=0)
+    global_batch_size: int = Field(64, gt=0)
+    optimizer: OptimSpec = Field(default_factory=OptimSpec)
+    # MAE
+    mask_ratio: float = Field(0.75, gt=0, lt=1)
+    norm_pix: bool = True
+    # NNCLR head / contrastive tuning (MAE-CT)
+    head_hidden_dim: int = Field(2048, gt=0)
+    head_out_dim: int = Field(256, gt=0)
+    predictor_hidden_dim: int = Field(4096, gt=0)
+    queue_size: int = Field(65536, gt=0)
+    topk: int = Field(1, ge=1)
+    temperature: float = Field(0.15, gt=0)
+    ema_momentum: float = Field(0.99, ge=0, le=1)
+    frozen_blocks: int | None = None  # None: stage default (all for nnclr_head, half for tuning)
+    strong_aug: bool = False
+    # CLOOB / CLIP
+    inv_tau: float = Field(30.0, gt=0)
+    hopfield_beta: float = Field(8.0, gt=0)
+    max_steps: int | None = Field(None, gt=0)  # cap (smoke runs and tests)
+
+
+class CheckpointSpec(Spec):
+    storage_path: str = "./runs"
+    every_steps: int | None = Field(None, gt=0)  # None: once per epoch and at the end
+    keep: int = Field(2, ge=1)
+    max_failures: int = Field(0, ge=-1)
+
+
+class TrackingSpec(Spec):
+    tracking_uri: str | None = None  # None: MLFLOW_TRACKING_URI, else ./mlruns.db
+    experiment: str | None = None  # None: the job name
+    log_every_steps: int = Field(10, gt=0)
+
+
+class JobSpec(Spec):
+    name: str = Field("quickstart", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    seed: int = 0
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    data: DataSpec = Field(default_factory=DataSpec)
+    scaling: ScalingSpec = Field(default_factory=ScalingSpec)
+    deepspeed: DeepSpeedSpec = Field(default_factory=DeepSpeedSpec)
+    stages: list[StageSpec] = Field(default_factory=lambda: [StageSpec(name="mae")], min_length=1)
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    init_from: str | None = None  # an export directory to start the first stage from
+
+    @field_validator("stages")
+    @classmethod
+    def _stage_order(cls, stages: list[StageSpec]) -> list[StageSpec]:
+        names = [s.name for s in stages]
+        image_text = {"cloob", "clip"}
+        if any(n in image_text for n in names) and len(names) > 1:
+            raise ValueError(f"stages: cloob/clip run as a single stage, got {names}")
+        mae_ct = [n for n in names if n in MAE_CT_ORDER]
+        if mae_ct != sorted(mae_ct, key=MAE_CT_ORDER.index) or len(set(mae_ct)) != len(mae_ct):
+            raise ValueError(f"stages: MAE-CT stages run in the order {MAE_CT_ORDER}, got {names}")
+        return stages
+
+    @model_validator(mode="after")
+    def _feasible(self) -> JobSpec:
+        workers = max(self.scaling.num_workers, 1)
+        depth = SIZES[self.model.size].depth
+        for i, st in enumerate(self.stages):
+            where = f"stages[{i}] ({st.name})"
+            per_step = workers * self.deepspeed.grad_accum
+            if st.global_batch_size % per_step:
+                raise ValueError(
+                    f"{where}.global_batch_size {st.global_batch_size} is not divisible by"
+                    f" scaling.num_workers x deepspeed.grad_accum = {per_step}"
+                )
+            if st.name in ("nnclr_head", "contrastive_tuning") and st.queue_size % st.global_batch_size:
+                raise ValueError(
+                    f"{where}.queue_size {st.queue_size} is not a multiple of global_batch_size {st.global_batch_size}"
+                )
+            if st.frozen_blocks is not None and not 0 <= st.frozen_blocks <= depth:
+                raise ValueError(
+                    f"{where}.frozen_blocks {st.frozen_blocks} must be in [0, {depth}] for {self.model.size}"
+                )
+            if st.name == "mae" and st.frozen_blocks == depth:
+                raise ValueError(f"{where}.frozen_blocks freezes the whole encoder; MAE trains it")
+        if self.stages[0].name in ("cloob", "clip") and self.model.text_size is None:
+            self.model.text_size = self.model.size
+        if self.deepspeed.precision != "fp32" and not self.scaling.use_gpu:
+            raise ValueError(
+                f"deepspeed.precision {self.deepspeed.precision!r} needs scaling.use_gpu=true; CPU runs in 'fp32'"
+            )
+        return self
+
+    def stage_names(self) -> list[str]:
+        return [s.name for s in self.stages]
+
+
+def format_errors(err: ValidationError, source: str = "job spec") -> str:
+    """One line per error: the dotted field, the message (with allowed values), the bad value."""
+    lines = [f"invalid {source}:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
+        msg = e["msg"].removeprefix("Value error, ")
+        value = e.get("input")
+        shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
+        lines.append(f"  {loc}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+class SpecError(ValueError):
+    """A job spec that does not validate; ``str()`` lists every bad field."""
+
+
+def _set_path(data: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    cur: Any = data
+    for p in parts[:-1]:
+        if isinstance(cur, list):
+            cur = cur[int(p)]
+        else:
+            cur = cur.setdefault(p, {})
+    if isinstance(cur, list):
+        cur[int(parts[-1])] = value
+    else:
+        cur[parts[-1]] = value
+
+
+def parse_overrides(overrides: list[str] | None) -> list[tuple[str, Any]]:
+    """``["a.b=3", "stages.0.epochs=0.5"]`` -> pairs with YAML-parsed values."""
+    out = []
+    for item in overrides or []:
+        if "=" not in item:
+            raise SpecError(f"override {item!r} must look like field.path=value")
+        key, raw = item.split("=", 1)
+        out.append((key.strip(), yaml.safe_load(raw)))
+    return out
+
+
+def load_spec(path: str | Path | None = None, overrides: list[str] | None = None, data: dict | None = None) -> JobSpec:
+    """Read a YAML job spec (or a dict), apply ``--set`` overrides, validate."""
+    if data is None:
+        if path is None:
+            data = {}
+        else:
+            p = Path(path)
+            if not p.is_file():
+                raise SpecError(f"job spec {str(path)!r} does not exist")
+            try:
+                data = yaml.safe_load(p.read_text()) or {}
+            except yaml.YAMLError as e:
+                raise SpecError(f"job spec {str(path)!r} is not valid YAML: {e}") from None
+            if not isinstance(data, dict):
+                raise SpecError(f"job spec {str(path)!r} must be a mapping of fields")
+    for key, value in parse_overrides(overrides):
+        try:
+            _set_path(data, key, value)
+        except (IndexError, ValueError, TypeError):
+            raise SpecError(f"override {key!r}: no such list entry or field") from None
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(format_errors(e, str(path) if path else "job spec")) from None
+
+
+def dump_spec(spec: JobSpec) -> str:
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)

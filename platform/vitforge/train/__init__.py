@@ -1,0 +1,1 @@
+"""Training: the per-worker loop, the DeepSpeed engine and checkpoints, stages, export."""

@@ -1,0 +1,133 @@
+"""Every DeepSpeed call: the engine from a job spec, checkpoints, ZeRO-aware EMA, state sizes.
+
+Sharding and precision are applied here, from outside the model (torchtitan's parallelize.py).
+Runs with or without Ray: rank and world size come from torch.distributed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vitforge.config import JobSpec, StageSpec
+
+CKPT_TAG = "ckpt"
+
+
+def deepspeed_config(spec: JobSpec, micro_batch: int) -> dict[str, Any]:
+    ds = spec.deepspeed
+    cfg: dict[str, Any] = {
+        "train_micro_batch_size_per_gpu": micro_batch,
+        "gradient_accumulation_steps": ds.grad_accum,
+        "gradient_clipping": ds.grad_clip,
+        "zero_optimization": {"stage": ds.zero_stage},
+        # Our optimizer is torch's AdamW (or DeepSpeedCPUAdam with offload): allowed with ZeRO.
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+    if ds.precision == "bf16":
+        cfg["bf16"] = {"enabled": True}
+    elif ds.precision == "fp16":
+        cfg["fp16"] = {"enabled": True, "initial_scale_power": 16}
+    if ds.offload_optimizer:
+        if ds.zero_stage == 0:
+            raise ValueError("deepspeed.offload_optimizer needs deepspeed.zero_stage >= 1")
+        cfg["zero_optimization"]["offload_optimizer"] = {"device": "cpu", "pin_memory": spec.scaling.use_gpu}
+    if ds.zero_stage == 3:
+        # Small models: keep whole parameters resident below 1M elements per module.
+        cfg["zero_optimization"]["stage3_param_persistence_threshold"] = 0
+    return cfg
+
+
+def build_optimizer(groups: list[dict], stage: StageSpec, offload: bool) -> torch.optim.Optimizer:
+    opt = stage.optimizer
+    clean = [{k: v for k, v in g.items() if k not in ("group", "lr_scale")} for g in groups]
+    if offload:
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+        return DeepSpeedCPUAdam(clean, lr=opt.slow_lr, betas=opt.betas, adamw_mode=True)
+    return torch.optim.AdamW(clean, lr=opt.slow_lr, betas=opt.betas)
+
+
+def init_engine(task: nn.Module, groups: list[dict], spec: JobSpec, stage: StageSpec, micro_batch: int):
+    """Wrap ``task`` in a DeepSpeed engine. torch.distributed must be initialised (Ray Train does it)."""
+    import deepspeed
+
+    if not any(p.requires_grad for g in groups for p in g["params"]):
+        raise ValueError(f"stage {stage.name}: no trainable parameters")
+    optimizer = build_optimizer(groups, stage, spec.deepspeed.offload_optimizer)
+    engine, optimizer, _, _ = deepspeed.initialize(
+        model=task, optimizer=optimizer, config=deepspeed_config(spec, micro_batch), dist_init_required=False
+    )
+    return engine
+
+
+def save_checkpoint(engine, directory: str | Path, client_state: dict) -> None:
+    """Every rank writes its shard (collective); ``client_state`` lands with rank 0's model states."""
+    engine.save_checkpoint(str(directory), tag=CKPT_TAG, client_state=client_state)
+
+
+def load_checkpoint(engine, directory: str | Path) -> dict:
+    """Restore model, optimizer and scheduler shards; returns the client state saved with them."""
+    _, client_state = engine.load_checkpoint(str(directory), tag=CKPT_TAG, load_optimizer_states=True)
+    if client_state is None:
+        raise FileNotFoundError(f"no DeepSpeed checkpoint with tag {CKPT_TAG!r} in {directory}")
+    return client_state
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+def state_bytes(engine) -> dict[str, int]:
+    """This rank's bytes of model parameters (ZeRO-3: its partition), gradients and optimizer state
+    (moments plus fp32 master partitions), read from the engine's own tensors."""
+    module_params = list(engine.module.parameters())
+    ids = {id(p) for p in module_params}
+    params = sum(_nbytes(p.ds_tensor) if hasattr(p, "ds_tensor") else _nbytes(p) for p in module_params)
+    grads = sum(_nbytes(p.grad) for p in module_params if p.grad is not None)
+    inner = getattr(engine.optimizer, "optimizer", engine.optimizer)
+    opt = 0
+    for st in inner.state.values():
+        opt += sum(_nbytes(v) for v in st.values() if torch.is_tensor(v) and v.dim() > 0)
+    for g in inner.param_groups:  # master copies, unless they are the module's own parameters
+        for p in g["params"]:
+            if id(p) not in ids:
+                opt += _nbytes(p)
+                if p.grad is not None:
+                    grads += _nbytes(p.grad)
+    return {"param_bytes": params, "grad_bytes": grads, "optimizer_bytes": opt}
+
+
+def consolidated_state_dict(checkpoint_dir: str | Path, zero_stage: int) -> dict[str, torch.Tensor]:
+    """fp32 weights of the whole task module from a (possibly sharded) checkpoint directory.
+
+    Runs anywhere with DeepSpeed installed (the driver): ZeRO >= 1 through DeepSpeed's
+    ``zero_to_fp32``; ZeRO-0 from rank 0's model states. Only the run's own checkpoints are read.
+    """
+    d = Path(checkpoint_dir)
+    if zero_stage >= 1:
+        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+        sd = get_fp32_state_dict_from_zero_checkpoint(str(d), tag=CKPT_TAG)
+    else:
+        states = torch.load(d / CKPT_TAG / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=False)
+        sd = states["module"]
+    return {k: v.float() for k, v in sd.items()}
+
+
+def is_rank_zero() -> bool:
+    import torch.distributed as dist
+
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def cpu_accelerator_env() -> None:
+    """DeepSpeed picks its accelerator at import: select the CPU one where there is no GPU."""
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")

@@ -1,0 +1,110 @@
+"""The one export format: safetensors weights + a JSON model card, per stage.
+
+Evaluation, Serve and the next stage all load this. Loading never unpickles: weights are
+safetensors, the card is JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+import vitforge.models as m
+from vitforge.config import JobSpec, ModelSpec
+
+CARD = "model_card.json"
+FORMAT_VERSION = 1
+
+
+def build_encoder(spec: ModelSpec) -> m.ViT:
+    return m.vit(
+        spec.size,
+        spec.patch_size,
+        img_size=spec.img_size,
+        in_chans=spec.in_chans,
+        grad_checkpointing=spec.grad_checkpointing,
+    )
+
+
+def build_image_text(spec: ModelSpec) -> m.ImageTextModel:
+    t = m.TEXT_SIZES[spec.text_size or spec.size]
+    text = m.TextEncoder(
+        t["dim"], t["depth"], t["heads"], spec.context_length, grad_checkpointing=spec.grad_checkpointing
+    )
+    return m.ImageTextModel(build_encoder(spec), text, spec.embed_dim, spec.pool)
+
+
+def _tensors(module: nn.Module) -> dict[str, torch.Tensor]:
+    # Persistent state only (positions are recomputed); contiguous fp32 copies for safetensors.
+    return {k: v.detach().float().contiguous().clone() for k, v in module.state_dict().items()}
+
+
+def save_export(
+    out_dir: str | Path,
+    parts: dict[str, nn.Module],
+    spec: JobSpec,
+    stage: str,
+    normalization: dict[str, list[float]],
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``<part>.safetensors`` for each part (encoder, head, text, ...) and the model card."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, module in parts.items():
+        save_file(_tensors(module), str(out / f"{name}.safetensors"), metadata={"stage": stage})
+    s = m.SIZES[spec.model.size]
+    card = {
+        "format_version": FORMAT_VERSION,
+        "kind": "image_text" if "text" in parts else "image",
+        "stage": stage,
+        "parts": sorted(parts),
+        "model": spec.model.model_dump(mode="json"),
+        "architecture": {"dim": s.dim, "depth": s.depth, "heads": s.heads, "mlp_ratio": s.mlp_ratio},
+        "normalization": normalization,
+        "tokenizer": m.ByteTokenizer(spec.model.context_length).config() if "text" in parts else None,
+        "job": spec.name,
+        "seed": spec.seed,
+        **(extra or {}),
+    }
+    (out / CARD).write_text(json.dumps(card, indent=2))
+    return out
+
+
+def read_card(export_dir: str | Path) -> dict[str, Any]:
+    path = Path(export_dir) / CARD
+    if not path.is_file():
+        raise FileNotFoundError(f"{export_dir} is not a vitforge export: {CARD} is missing")
+    card = json.loads(path.read_text())
+    if card.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: unsupported format_version {card.get('format_version')!r}")
+    return card
+
+
+def load_part(module: nn.Module, export_dir: str | Path, part: str, strict: bool = True) -> nn.Module:
+    """Load ``<part>.safetensors`` into ``module`` (shapes must match the card's architecture)."""
+    path = Path(export_dir) / f"{part}.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"{export_dir} has no {part}.safetensors")
+    module.load_state_dict(load_file(str(path)), strict=strict)
+    return module
+
+
+def load_encoder(export_dir: str | Path) -> tuple[m.ViT | m.ImageTextModel, dict[str, Any]]:
+    """Rebuild the exported model from its card and load its weights. Returns (model, card), eval mode.
+
+    Image exports give the :class:`ViT` encoder; image-text exports the full two-tower model.
+    """
+    card = read_card(export_dir)
+    spec = ModelSpec.model_validate(card["model"])
+    if card["kind"] == "image_text":
+        model = build_image_text(spec)
+        load_part(model, export_dir, "model")
+    else:
+        model = build_encoder(spec)
+        load_part(model, export_dir, "encoder")
+    return model.eval(), card

@@ -1,0 +1,226 @@
+"""The per-worker training loop of one stage. Runs under Ray Train or directly (no Ray needed).
+
+``run_stage(ctx, spec, stage_index)`` is the step loop; ``train_loop_per_worker`` adapts it to
+Ray Train. ``backward()`` and ``step()`` are called here, visibly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from vitforge.config import JobSpec
+from vitforge.train import engine as eng
+from vitforge.train.flops import peak_flops, train_flops_per_image
+from vitforge.train.schedule import apply_lrs, base_lrs, lr_factor
+from vitforge.train.tasks import build_task
+
+STATE_FILE = "train_state.json"
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or inf; the run stops and the last good checkpoint is kept."""
+
+
+@dataclass
+class WorkerContext:
+    """What the loop needs from its runner (Ray Train, or a plain process group)."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    batches: Callable[[int], Iterator[dict[str, torch.Tensor]]]  # epoch -> micro-batches
+    report: Callable[[dict, str | None], None]  # metrics, checkpoint directory (or None)
+    resume_dir: str | None = None
+    init_from: str | None = None
+    num_train_rows: int = 0
+    log: Callable[[str], None] = print
+    history: list[dict] = field(default_factory=list)
+
+
+def plan(spec: JobSpec, stage_index: int, num_rows: int) -> tuple[int, int]:
+    """(steps per epoch, total optimizer steps) of a stage; every worker runs exactly these."""
+    stage = spec.stages[stage_index]
+    steps_per_epoch = num_rows // stage.global_batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"stages[{stage_index}].global_batch_size {stage.global_batch_size} is larger than the"
+            f" {num_rows} training rows"
+        )
+    total = math.ceil(stage.epochs * steps_per_epoch)
+    return steps_per_epoch, min(total, stage.max_steps or total)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _save(engine, ctx: WorkerContext, state: dict, metrics: dict) -> None:
+    """Each rank writes its shard and RNG state into its own folder; every rank reports it."""
+    with tempfile.TemporaryDirectory(prefix="vitforge-ckpt-") as d:
+        eng.save_checkpoint(engine, d, client_state=state)
+        rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1], "python": random.getstate()[1]}
+        torch.save({k: torch.as_tensor(np.asarray(v)) for k, v in rng.items()}, Path(d) / f"rng_rank{ctx.rank}.pt")
+        if ctx.rank == 0:
+            (Path(d) / STATE_FILE).write_text(json.dumps(state))
+        ctx.report(metrics, d)
+
+
+def _restore_rng(directory: str, rank: int) -> None:
+    path = Path(directory) / f"rng_rank{rank}.pt"
+    if path.is_file():
+        rng = torch.load(path, weights_only=True)  # plain tensors: never unpickle objects
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(("MT19937", rng["numpy"].numpy().astype(np.uint32), 0, 0, 0.0))
+
+
+def run_stage(ctx: WorkerContext, spec: JobSpec, stage_index: int) -> dict:
+    """Train one stage to its planned number of steps; returns the last metrics."""
+    stage = spec.stages[stage_index]
+    _seed_everything(spec.seed * 1000 + ctx.rank)
+    device = torch.device(f"cuda:{ctx.local_rank}") if spec.scaling.use_gpu else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    task = build_task(spec, stage_index, ctx.init_from)
+    base = base_lrs(stage)
+    opt = stage.optimizer
+    groups = task.param_groups(base["fast"], base["slow"], opt.weight_decay, opt.layer_decay)
+    meta = [(g["group"], g["lr_scale"]) for g in groups]
+    workers = max(ctx.world_size, 1)
+    micro = stage.global_batch_size // (workers * spec.deepspeed.grad_accum)
+    engine = eng.init_engine(task.to(device), groups, spec, stage, micro)
+
+    steps_per_epoch, total = plan(spec, stage_index, ctx.num_train_rows)
+    warmup = round(opt.warmup_epochs * steps_per_epoch)
+    step = 0
+    if ctx.resume_dir:
+        state = eng.load_checkpoint(engine, ctx.resume_dir)
+        _restore_rng(ctx.resume_dir, ctx.rank)
+        step = int(state["step"])
+        ctx.log(f"[rank {ctx.rank}] resumed {stage.name} at step {step}/{total} from {ctx.resume_dir}")
+
+    flops_per_img = train_flops_per_image(task)
+    peak = peak_flops()
+    every = spec.checkpoint.every_steps or steps_per_epoch
+    log_every = spec.tracking.log_every_steps
+    metrics: dict = {}
+    window_t, window_imgs = time.perf_counter(), 0
+    engine.train()
+    while step < total:
+        epoch = step // steps_per_epoch
+        skip = (step % steps_per_epoch) * spec.deepspeed.grad_accum  # resume mid-epoch at the right place
+        micro_batches = ctx.batches(epoch)
+        for i, batch in enumerate(micro_batches):
+            if i < skip:
+                continue
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            loss = engine(batch, ctx.rank, ctx.world_size)
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(
+                    f"stage {stage.name}: loss is {loss.item()} at step {step} (epoch {epoch});"
+                    " stopping, the last good checkpoint is kept"
+                )
+            lrs = apply_lrs(engine.optimizer, meta, base, lr_factor(step, total, warmup, opt.min_lr_ratio))
+            engine.backward(loss)
+            boundary = engine.is_gradient_accumulation_boundary()
+            engine.step()
+            window_imgs += batch["image"].shape[0]
+            if not boundary:
+                continue
+            if hasattr(task, "head"):
+                task.head.update_target()
+            step += 1
+            last = step == total
+            if step % log_every == 0 or step % every == 0 or last or step % steps_per_epoch == 0:
+                loss_avg = loss.detach().float().clone()
+                if ctx.world_size > 1:
+                    dist.all_reduce(loss_avg)
+                    loss_avg /= ctx.world_size
+                dt = time.perf_counter() - window_t
+                ips = window_imgs / dt
+                metrics = {
+                    "stage": stage.name,
+                    "step": step,
+                    "epoch": step / steps_per_epoch,
+                    "loss": loss_avg.item(),
+                    "grad_norm": float(engine.get_global_grad_norm() or 0.0),
+                    "img_per_s_worker": ips,
+                    "img_per_s_total": ips * workers,
+                    **lrs,
+                }
+                if peak:
+                    metrics["mfu"] = ips * flops_per_img / peak
+                window_t, window_imgs = time.perf_counter(), 0
+                ctx.history.append(metrics)
+                if step % every == 0 or last:
+                    state = {"step": step, "epoch": step // steps_per_epoch, "total_steps": total, "stage": stage.name}
+                    state["position_in_epoch"] = step % steps_per_epoch
+                    _save(engine, ctx, state, metrics)
+                else:
+                    ctx.report(metrics, None)
+            if step >= total or step % steps_per_epoch == 0:
+                break
+    metrics["memory"] = eng.state_bytes(engine)
+    return metrics
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Ray Train entry: ``config`` holds the job spec (as a dict), stage index and data facts."""
+    import ray.train
+
+    from vitforge.data.pipeline import iter_batches
+
+    eng.cpu_accelerator_env()
+    spec = JobSpec.model_validate(config["spec"])
+    ctx_ray = ray.train.get_context()
+    stage = spec.stages[config["stage_index"]]
+    workers = ctx_ray.get_world_size()
+    micro = stage.global_batch_size // (workers * spec.deepspeed.grad_accum)
+
+    if config.get("local_data") is not None:  # in-process loader (tests, small data)
+        ds, maker = config["local_data"]
+
+        def batches(epoch: int):
+            return iter_batches(
+                ds, maker, micro, epoch, drop_last=True, rank=ctx_ray.get_world_rank(), world_size=workers
+            )
+    else:
+        shard = ray.train.get_dataset_shard("train")
+
+        def batches(epoch: int):
+            return shard.iter_torch_batches(batch_size=micro, drop_last=True)
+
+    def report(metrics: dict, directory: str | None) -> None:
+        ckpt = ray.train.Checkpoint.from_directory(directory) if directory else None
+        ray.train.report(metrics, checkpoint=ckpt)
+
+    resume = ray.train.get_checkpoint()
+    with resume.as_directory() if resume else contextlib.nullcontext() as resume_dir:
+        ctx = WorkerContext(
+            rank=ctx_ray.get_world_rank(),
+            world_size=workers,
+            local_rank=ctx_ray.get_local_rank(),
+            batches=batches,
+            report=report,
+            resume_dir=resume_dir,
+            init_from=config.get("init_from"),
+            num_train_rows=config["num_train_rows"],
+        )
+        metrics = run_stage(ctx, spec, config["stage_index"])
+    if config.get("memory_report"):
+        Path(config["memory_report"]).mkdir(parents=True, exist_ok=True)
+        out = Path(config["memory_report"]) / f"rank{ctx.rank}.json"
+        out.write_text(json.dumps(metrics.get("memory", {})))

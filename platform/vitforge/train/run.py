@@ -1,0 +1,213 @@
+"""The driver: one ``TorchTrainer`` per stage, an export after each, the next stage starting from it.
+
+Re-running a job with the same name and storage resumes it: finished stages (an export with a
+model card) are skipped, and an unfinished stage resumes from its latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vitforge.config import JobSpec
+from vitforge.data import BatchMaker, build_view, channel_stats, load_source
+from vitforge.models.tokenizer import ByteTokenizer
+from vitforge.train.export import CARD, save_export
+
+TWO_VIEW_STAGES = ("nnclr_head", "contrastive_tuning")
+
+
+@dataclass
+class StageResult:
+    name: str
+    export_dir: str
+    wall_s: float
+    metrics: dict
+    history: list[dict] = field(default_factory=list)
+    skipped: bool = False
+
+
+def job_dir(spec: JobSpec) -> Path:
+    return Path(spec.checkpoint.storage_path).expanduser().resolve() / spec.name
+
+
+def stage_run_name(spec: JobSpec, i: int) -> str:
+    return f"{spec.name}-{i}-{spec.stages[i].name}"
+
+
+def make_batch_maker(spec: JobSpec, stage_index: int, normalization: dict, train: bool = True) -> BatchMaker:
+    stage = spec.stages[stage_index]
+    d = spec.data
+    views = 2 if stage.name in TWO_VIEW_STAGES else 1
+    view = [
+        build_view(
+            spec.model.img_size,
+            normalization["mean"],
+            normalization["std"],
+            scale=d.crop_scale,
+            interpolation=d.interpolation,
+            strong=stage.strong_aug,
+            train=train,
+        )
+    ] * views
+    tok = ByteTokenizer(spec.model.context_length) if stage.name in ("cloob", "clip") else None
+    return BatchMaker(view, d.source, tok, spec.seed, d.on_bad)
+
+
+def load_train_data(spec: JobSpec, split: str | None = None):
+    d = spec.data
+    return load_source(
+        d.source,
+        split or d.split,
+        d.format,
+        d.image_column,
+        d.label_column,
+        d.caption_column,
+        require_captions=any(s.name in ("cloob", "clip") for s in spec.stages),
+        builtin_options={"size": spec.model.img_size, **d.builtin_options} if _builtin(spec) else None,
+    )
+
+
+def _builtin(spec: JobSpec) -> bool:
+    from vitforge.data import BUILTINS
+
+    return spec.data.format == "builtin" or (spec.data.format is None and spec.data.source in BUILTINS)
+
+
+def normalization_for(spec: JobSpec, ds) -> dict[str, list[float]]:
+    if spec.data.mean and spec.data.std:
+        return {"mean": list(spec.data.mean), "std": list(spec.data.std)}
+    mean, std = channel_stats(ds, max_images=512, seed=spec.seed)
+    return {"mean": mean, "std": std}
+
+
+def history_callback(path: str):
+    """A Train ``UserCallback`` (it runs in the controller) appending every report to a JSONL file.
+
+    ``Result.metrics`` keeps only reports that came with a checkpoint; this keeps them all.
+    """
+    from ray.train import UserCallback
+
+    class HistoryCallback(UserCallback):
+        def after_report(self, run_context, metrics, checkpoint) -> None:
+            if metrics and metrics[0]:
+                with open(path, "a") as f:
+                    f.write(json.dumps(metrics[0]) + "\n")
+
+    return HistoryCallback()
+
+
+def run_stage_on_ray(
+    spec: JobSpec,
+    stage_index: int,
+    init_from: str | None,
+    ds,
+    normalization: dict,
+    memory_report: str | None = None,
+    local_data: bool | None = None,
+):
+    """Fit one stage with a ``TorchTrainer``; returns the Ray Train ``Result``."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from vitforge.data import to_ray
+    from vitforge.train.loop import train_loop_per_worker
+
+    stage = spec.stages[stage_index]
+    sc = spec.scaling
+    maker = make_batch_maker(spec, stage_index, normalization)
+    use_local = spec.data.loader == "local" if local_data is None else local_data
+    history = job_dir(spec) / f"history-{stage_index}-{stage.name}.jsonl"
+    history.parent.mkdir(parents=True, exist_ok=True)
+    resources = {"CPU": sc.cpus_per_worker}
+    if sc.use_gpu:
+        resources["GPU"] = sc.gpus_per_worker
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={
+            "spec": spec.model_dump(mode="json"),
+            "stage_index": stage_index,
+            "init_from": init_from,
+            "num_train_rows": len(ds),
+            "memory_report": memory_report,
+            "local_data": (ds, maker) if use_local else None,
+        },
+        scaling_config=ScalingConfig(
+            num_workers=sc.num_workers,
+            use_gpu=sc.use_gpu,
+            resources_per_worker=resources,
+            placement_strategy=sc.placement_strategy,
+        ),
+        torch_config=TorchConfig(backend="nccl" if sc.use_gpu else "gloo"),
+        run_config=RunConfig(
+            name=stage_run_name(spec, stage_index),
+            storage_path=str(Path(spec.checkpoint.storage_path).expanduser().resolve())
+            if "://" not in spec.checkpoint.storage_path
+            else spec.checkpoint.storage_path,
+            checkpoint_config=CheckpointConfig(num_to_keep=spec.checkpoint.keep),
+            failure_config=FailureConfig(max_failures=spec.checkpoint.max_failures),
+            callbacks=[history_callback(str(history))],
+            worker_runtime_env={"env_vars": {"DS_ACCELERATOR": "cpu"}} if not sc.use_gpu else None,
+        ),
+        datasets=None if use_local else {"train": to_ray(ds, maker, batch_size=64, num_cpus=0.5)},
+    )
+    return trainer.fit()
+
+
+def export_stage(
+    spec: JobSpec, stage_index: int, init_from: str | None, checkpoint_dir: str, normalization: dict, extra: dict
+) -> Path:
+    """Consolidate the stage's final checkpoint to fp32 and write the export (safetensors + card)."""
+    from vitforge.train.engine import consolidated_state_dict
+    from vitforge.train.tasks import build_task
+
+    stage = spec.stages[stage_index]
+    task = build_task(spec, stage_index, init_from)
+    state = consolidated_state_dict(checkpoint_dir, spec.deepspeed.zero_stage)
+    # Position embeddings are recomputed buffers; everything persistent must be in the checkpoint.
+    task.load_state_dict(state, strict=True)
+    out = job_dir(spec) / "exports" / f"{stage_index}-{stage.name}"
+    return save_export(out, task.exports(), spec, stage.name, normalization, extra)
+
+
+def run_job(spec: JobSpec, log: Callable[[str], None] = print) -> list[StageResult]:
+    """Run every stage of the job in order on the connected (or a new local) Ray cluster."""
+    import ray
+
+    from vitforge.train.engine import cpu_accelerator_env
+
+    cpu_accelerator_env()
+    if not ray.is_initialized():
+        ray.init()
+    ds = load_train_data(spec)
+    normalization = normalization_for(spec, ds)
+    results: list[StageResult] = []
+    init_from = spec.init_from
+    for i, stage in enumerate(spec.stages):
+        export = job_dir(spec) / "exports" / f"{i}-{stage.name}"
+        if (export / CARD).is_file():
+            log(f"stage {i} {stage.name}: already exported at {export}, skipping")
+            results.append(StageResult(stage.name, str(export), 0.0, {}, skipped=True))
+            init_from = str(export)
+            continue
+        log(f"stage {i} {stage.name}: {spec.scaling.num_workers} workers, ZeRO-{spec.deepspeed.zero_stage}")
+        t0 = time.perf_counter()
+        result = run_stage_on_ray(spec, i, init_from, ds, normalization)
+        wall = time.perf_counter() - t0
+        if result.error:
+            raise result.error
+        with result.checkpoint.as_directory() as d:
+            extra = {"run": stage_run_name(spec, i), "final_metrics": result.metrics, "init_from": init_from}
+            export = export_stage(spec, i, init_from, d, normalization, extra)
+        history_path = job_dir(spec) / f"history-{i}-{stage.name}.jsonl"
+        history = [json.loads(x) for x in history_path.read_text().splitlines()] if history_path.exists() else []
+        log(
+            f"stage {i} {stage.name}: done in {wall:.1f}s,"
+            f" loss {result.metrics.get('loss', float('nan')):.4f}, export {export}"
+        )
+        results.append(StageResult(stage.name, str(export), wall, dict(result.metrics), history))
+        init_from = str(export)
+    return results

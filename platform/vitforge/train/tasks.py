@@ -1,0 +1,158 @@
+"""One module per stage that owns every trained parameter and returns the loss: what DeepSpeed wraps.
+
+The string stage name is resolved once here (``build_task``); the loop passes objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+import vitforge.models as m
+from vitforge.config import JobSpec, StageSpec
+from vitforge.methods import (
+    cloob_param_groups,
+    freeze_lower_blocks,
+    gather_features,
+    mae_ct_param_groups,
+    mae_param_groups,
+)
+from vitforge.methods.cloob import clip_loss, cloob_loss
+from vitforge.methods.mae import mae_loss
+from vitforge.methods.nnclr import symmetric_nnclr_loss
+from vitforge.train.export import build_encoder, build_image_text, load_part
+
+
+class MAETask(nn.Module):
+    views = 1
+
+    def __init__(self, encoder: m.ViT, stage: StageSpec, size: str) -> None:
+        super().__init__()
+        self.mae = m.mae_for(encoder, size, stage.mask_ratio)
+        self.norm_pix = stage.norm_pix
+
+    def forward(self, batch: dict[str, torch.Tensor], rank: int = 0, world_size: int = 1) -> torch.Tensor:
+        imgs = batch["image"]
+        pred, mask = self.mae(imgs)
+        return mae_loss(imgs, pred, mask, self.mae.encoder.patch_size, self.norm_pix)
+
+    def param_groups(self, lr_fast: float, lr_slow: float, wd: float, layer_decay: float) -> list[dict]:
+        return mae_param_groups(self.mae, lr_fast, lr_slow, wd)
+
+    def exports(self) -> dict[str, nn.Module]:
+        return {"encoder": self.mae.encoder, "mae": self.mae}
+
+
+class NNCLRTask(nn.Module):
+    """MAE-CT stages 2 and 3: the NNCLR head on two views; the encoder frozen or partly tuned."""
+
+    views = 2
+
+    def __init__(self, encoder: m.ViT, stage: StageSpec, pool: str) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.pool = pool
+        self.head = m.NNCLRHead(
+            encoder.dim,
+            stage.head_hidden_dim,
+            stage.head_out_dim,
+            stage.predictor_hidden_dim,
+            stage.queue_size,
+            stage.ema_momentum,
+        )
+        self.tune_encoder = stage.name == "contrastive_tuning"
+        default_frozen = encoder.depth // 2 if self.tune_encoder else encoder.depth
+        self.frozen_blocks = freeze_lower_blocks(
+            encoder, default_frozen if stage.frozen_blocks is None else stage.frozen_blocks
+        )
+        if not self.tune_encoder:  # stage 2: the encoder is a fixed feature extractor
+            encoder.requires_grad_(False)
+        self.topk, self.temperature = stage.topk, stage.temperature
+
+    def forward(self, batch: dict[str, torch.Tensor], rank: int = 0, world_size: int = 1) -> torch.Tensor:
+        ids = batch["index"]
+        with torch.set_grad_enabled(self.tune_encoder and torch.is_grad_enabled()):
+            f1 = self.encoder(batch["image"], self.pool)  # (B, D)
+            f2 = self.encoder(batch["image2"], self.pool)
+        p1, t1 = self.head(f1)
+        p2, t2 = self.head(f2)
+        if int(self.head.queue.ptr) == 0 and bool((self.head.queue.ids < 0).all()):
+            # Empty queue at the very start: seed it with this global batch's other view.
+            self.head.queue.push(
+                gather_features(t2, rank, world_size), gather_features(ids, rank, world_size) + (1 << 40)
+            )
+        nn1 = self.head.queue.nearest(t1, ids, self.topk)
+        nn2 = self.head.queue.nearest(t2, ids, self.topk)
+        loss = symmetric_nnclr_loss(p1, p2, nn1, nn2, self.temperature, rank, world_size)
+        if self.training:
+            # Every rank enqueues the same global batch, so the queues stay identical.
+            self.head.queue.push(gather_features(t1, rank, world_size), gather_features(ids, rank, world_size))
+        return loss
+
+    def param_groups(self, lr_fast: float, lr_slow: float, wd: float, layer_decay: float) -> list[dict]:
+        return mae_ct_param_groups(self.encoder, self.head, lr_fast, lr_slow, wd, layer_decay)
+
+    def exports(self) -> dict[str, nn.Module]:
+        return {"encoder": self.encoder, "head": self.head}
+
+
+class ImageTextTask(nn.Module):
+    views = 1
+
+    def __init__(self, model: m.ImageTextModel, stage: StageSpec) -> None:
+        super().__init__()
+        self.model = model
+        self.objective = stage.name
+        self.inv_tau, self.beta = stage.inv_tau, stage.hopfield_beta
+
+    def forward(self, batch: dict[str, torch.Tensor], rank: int = 0, world_size: int = 1) -> torch.Tensor:
+        img, txt = self.model(batch["image"], batch["tokens"])
+        if self.objective == "cloob":
+            return cloob_loss(img, txt, self.inv_tau, self.beta, rank, world_size)
+        # CLIP clamps its learned scale at 100 (as the reference does).
+        return clip_loss(img, txt, self.model.logit_scale.exp().clamp(max=100), rank, world_size)
+
+    def param_groups(self, lr_fast: float, lr_slow: float, wd: float, layer_decay: float) -> list[dict]:
+        return cloob_param_groups(self.model, lr_fast, lr_slow, wd, layer_decay)
+
+    def exports(self) -> dict[str, nn.Module]:
+        return {"encoder": self.model.image_encoder, "model": self.model}
+
+
+@dataclass
+class TaskInfo:
+    """What the loop needs to know about a stage besides the module."""
+
+    views: int
+    tokenize: bool
+
+
+def build_task(spec: JobSpec, stage_index: int, init_from: str | None) -> nn.Module:
+    """The stage's module, initialised from the previous stage's export when ``init_from`` is set."""
+    stage = spec.stages[stage_index]
+    if stage.name in ("cloob", "clip"):
+        model = build_image_text(spec.model)
+        if init_from:
+            load_part(model.image_encoder, init_from, "encoder")
+        return ImageTextTask(model, stage)
+    encoder = build_encoder(spec.model)
+    if init_from:
+        load_part(encoder, init_from, "encoder")
+    if stage.name == "mae":
+        return MAETask(encoder, stage, spec.model.size)
+    task = NNCLRTask(encoder, stage, spec.model.pool)
+    if stage.name == "contrastive_tuning" and init_from and _has_part(init_from, "head"):
+        load_part(task.head, init_from, "head")  # MAE-CT: the head fitted in stage 2
+    return task
+
+
+def _has_part(export_dir: str, part: str) -> bool:
+    from pathlib import Path
+
+    return (Path(export_dir) / f"{part}.safetensors").is_file()
+
+
+def task_info(task: nn.Module) -> TaskInfo:
+    return TaskInfo(views=task.views, tokenize=isinstance(task, ImageTextTask))
