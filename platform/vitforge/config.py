@@ -6,6 +6,7 @@ Cross-field checks that would otherwise fail inside a worker run here, before an
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Literal
 
@@ -229,7 +230,9 @@ def parse_overrides(overrides: list[str] | None) -> list[tuple[str, Any]]:
 
 def load_spec(path: str | Path | None = None, overrides: list[str] | None = None, data: dict | None = None) -> JobSpec:
     """Read a YAML job spec (or a dict), apply ``--set`` overrides, validate."""
-    if data is None:
+    if data is not None:
+        data = copy.deepcopy(data)  # overrides must not leak into the caller's dict
+    else:
         if path is None:
             data = {}
         else:

@@ -120,5 +120,7 @@ def to_ray(ds: datasets.Dataset, maker: BatchMaker, batch_size: int = 64, num_cp
     """
     import ray.data
 
+    # One progress bar per operator per epoch floods a training log; Train reports progress.
+    ray.data.DataContext.get_current().enable_progress_bars = False
     rds = ray.data.from_huggingface(ds)
     return rds.map_batches(maker, batch_size=batch_size, batch_format="numpy", num_cpus=num_cpus)

@@ -39,6 +39,19 @@ def build_image_text(spec: ModelSpec) -> m.ImageTextModel:
     return m.ImageTextModel(build_encoder(spec), text, spec.embed_dim, spec.pool)
 
 
+def probe_images(spec: JobSpec, n: int = 4) -> torch.Tensor:
+    """A fixed, seed-independent input batch for checking that exports reproduce a model."""
+    g = torch.Generator().manual_seed(1234)
+    return torch.randn(n, spec.model.in_chans, spec.model.img_size, spec.model.img_size, generator=g)
+
+
+def embed(model: nn.Module, imgs: torch.Tensor, pool: str = "cls") -> torch.Tensor:
+    """Image embeddings: the projected, normalized ones of an image-text model, else pooled ViT features."""
+    if isinstance(model, m.ImageTextModel):
+        return model.encode_image(imgs)
+    return model(imgs, pool=pool)
+
+
 def _tensors(module: nn.Module) -> dict[str, torch.Tensor]:
     # Persistent state only (positions are recomputed); contiguous fp32 copies for safetensors.
     return {k: v.detach().float().contiguous().clone() for k, v in module.state_dict().items()}

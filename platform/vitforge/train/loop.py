@@ -47,6 +47,7 @@ class WorkerContext:
     num_train_rows: int = 0
     log: Callable[[str], None] = print
     history: list[dict] = field(default_factory=list)
+    probe_out: str | None = None  # rank 0 writes the final encoder's embeddings of a fixed probe here
 
 
 def plan(spec: JobSpec, stage_index: int, num_rows: int) -> tuple[int, int]:
@@ -85,6 +86,15 @@ def _restore_rng(directory: str, rank: int) -> None:
         rng = torch.load(path, weights_only=True)  # plain tensors: never unpickle objects
         torch.set_rng_state(rng["torch"])
         np.random.set_state(("MT19937", rng["numpy"].numpy().astype(np.uint32), 0, 0, 0.0))
+
+
+def _fp32_zero0_grad_norm(engine, spec: JobSpec) -> float | None:
+    """DeepSpeed clips fp32 ZeRO-0 gradients without keeping the norm: compute it (grads are
+    already averaged across ranks at the boundary). Other modes report it themselves."""
+    if spec.deepspeed.zero_stage or spec.deepspeed.precision != "fp32":
+        return None
+    norms = [p.grad.detach().norm() for p in engine.module.parameters() if p.grad is not None]
+    return torch.stack(norms).norm().item() if norms else 0.0
 
 
 def run_stage(ctx: WorkerContext, spec: JobSpec, stage_index: int) -> dict:
@@ -136,6 +146,7 @@ def run_stage(ctx: WorkerContext, spec: JobSpec, stage_index: int) -> dict:
             lrs = apply_lrs(engine.optimizer, meta, base, lr_factor(step, total, warmup, opt.min_lr_ratio))
             engine.backward(loss)
             boundary = engine.is_gradient_accumulation_boundary()
+            grad_norm = _fp32_zero0_grad_norm(engine, spec) if boundary else None
             engine.step()
             window_imgs += batch["image"].shape[0]
             if not boundary:
@@ -156,7 +167,7 @@ def run_stage(ctx: WorkerContext, spec: JobSpec, stage_index: int) -> dict:
                     "step": step,
                     "epoch": step / steps_per_epoch,
                     "loss": loss_avg.item(),
-                    "grad_norm": float(engine.get_global_grad_norm() or 0.0),
+                    "grad_norm": float(grad_norm if grad_norm is not None else engine.get_global_grad_norm() or 0.0),
                     "img_per_s_worker": ips,
                     "img_per_s_total": ips * workers,
                     **lrs,
@@ -174,7 +185,23 @@ def run_stage(ctx: WorkerContext, spec: JobSpec, stage_index: int) -> dict:
             if step >= total or step % steps_per_epoch == 0:
                 break
     metrics["memory"] = eng.state_bytes(engine)
+    if ctx.probe_out:
+        _write_probe(task, spec, device, ctx)
     return metrics
+
+
+@torch.no_grad()
+def _write_probe(task, spec: JobSpec, device: torch.device, ctx: WorkerContext) -> None:
+    """Embeddings of the fixed probe batch by the live (possibly sharded) model: every rank runs the
+    forward (ZeRO-3 gathers collectively), rank 0 saves. Export -> reload must reproduce them."""
+    from vitforge.train.export import embed, probe_images
+
+    task.eval()
+    parts = task.exports()
+    emb = embed(parts.get("model", parts["encoder"]), probe_images(spec).to(device), spec.model.pool)
+    if ctx.rank == 0:
+        torch.save(emb.float().cpu(), ctx.probe_out)
+    task.train()
 
 
 def train_loop_per_worker(config: dict) -> None:
@@ -218,9 +245,67 @@ def train_loop_per_worker(config: dict) -> None:
             resume_dir=resume_dir,
             init_from=config.get("init_from"),
             num_train_rows=config["num_train_rows"],
+            probe_out=config.get("probe_out"),
         )
         metrics = run_stage(ctx, spec, config["stage_index"])
     if config.get("memory_report"):
         Path(config["memory_report"]).mkdir(parents=True, exist_ok=True)
         out = Path(config["memory_report"]) / f"rank{ctx.rank}.json"
         out.write_text(json.dumps(metrics.get("memory", {})))
+
+
+def run_local(
+    spec: JobSpec,
+    stage_index: int,
+    checkpoint_root: str,
+    init_from: str | None = None,
+    resume_dir: str | None = None,
+    probe_out: str | None = None,
+) -> WorkerContext:
+    """Run a stage in this process without Ray (one rank): GPU checks, benchmarks, tests.
+
+    Checkpoints go to ``checkpoint_root/step-N``. Returns the context with the metric history.
+    """
+    import os
+    import shutil
+
+    from vitforge.data.pipeline import iter_batches
+    from vitforge.train.run import load_train_data, make_batch_maker, normalization_for
+
+    eng.cpu_accelerator_env()
+    if not dist.is_initialized():
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1")
+        dist.init_process_group("nccl" if spec.scaling.use_gpu else "gloo", rank=0, world_size=1)
+    ds = load_train_data(spec)
+    maker = make_batch_maker(spec, stage_index, normalization_for(spec, ds))
+    stage = spec.stages[stage_index]
+    micro = stage.global_batch_size // spec.deepspeed.grad_accum
+
+    def report(metrics: dict, directory: str | None) -> None:
+        if directory:
+            dst = Path(checkpoint_root) / f"step-{metrics['step']}"
+            shutil.copytree(directory, dst, dirs_exist_ok=True)
+
+    ctx = WorkerContext(
+        rank=0,
+        world_size=1,
+        local_rank=0,
+        batches=lambda epoch: iter_batches(ds, maker, micro, epoch, drop_last=True),
+        report=report,
+        resume_dir=resume_dir,
+        init_from=init_from,
+        num_train_rows=len(ds),
+        probe_out=probe_out,
+    )
+    run_stage(ctx, spec, stage_index)
+    return ctx
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

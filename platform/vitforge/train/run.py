@@ -108,6 +108,7 @@ def run_stage_on_ray(
     normalization: dict,
     memory_report: str | None = None,
     local_data: bool | None = None,
+    probe_out: str | None = None,
 ):
     """Fit one stage with a ``TorchTrainer``; returns the Ray Train ``Result``."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -133,6 +134,7 @@ def run_stage_on_ray(
             "init_from": init_from,
             "num_train_rows": len(ds),
             "memory_report": memory_report,
+            "probe_out": probe_out,
             "local_data": (ds, maker) if use_local else None,
         },
         scaling_config=ScalingConfig(

@@ -1,0 +1,55 @@
+"""A stage run in-process without Ray (the path GPU checks use): NaN handling, resume."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vitforge.config import load_spec
+from vitforge.train.loop import NonFiniteLoss, run_local
+
+pytestmark = pytest.mark.slow
+
+
+def tiny(tmp_path: Path, *overrides: str):
+    base = {
+        "name": "local",
+        "model": {"size": "test", "patch_size": 4, "img_size": 16},
+        "data": {"source": "digits", "loader": "local"},
+        "scaling": {"num_workers": 1},
+        "stages": [{"name": "mae", "global_batch_size": 32, "max_steps": 6, "optimizer": {"lr_scaling": "none"}}],
+        "checkpoint": {"storage_path": str(tmp_path), "every_steps": 3},
+        "tracking": {"log_every_steps": 1},
+    }
+    return load_spec(data=base, overrides=list(overrides))
+
+
+def test_nan_stops_with_step_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:
+    # An absurd learning rate and no clipping blow the loss up within a few steps.
+    spec = tiny(
+        tmp_path,
+        "stages.0.optimizer.fast_lr=1e6",
+        "stages.0.optimizer.slow_lr=1e6",
+        "deepspeed.grad_clip=0",
+        "stages.0.max_steps=40",
+        "checkpoint.every_steps=1",
+    )
+    with pytest.raises(NonFiniteLoss, match=r"loss is (nan|inf) at step (\d+)") as e:
+        run_local(spec, 0, str(tmp_path / "ck"))
+    bad_step = int(str(e.value).split("at step ")[1].split()[0])
+    saved = sorted(int(p.name.split("-")[1]) for p in (tmp_path / "ck").iterdir())
+    assert saved and saved[-1] == bad_step  # checkpoints up to the last finite step, none after
+    state = json.loads((tmp_path / "ck" / f"step-{bad_step}" / "train_state.json").read_text())
+    assert state["step"] == bad_step
+
+
+def test_resume_continues_exact_steps(tmp_path: Path) -> None:
+    spec = tiny(tmp_path)
+    first = run_local(spec, 0, str(tmp_path / "ck"))
+    assert [h["step"] for h in first.history] == [1, 2, 3, 4, 5, 6]
+    resumed = run_local(
+        tiny(tmp_path, "stages.0.max_steps=9"), 0, str(tmp_path / "ck2"), resume_dir=str(tmp_path / "ck" / "step-3")
+    )
+    # Resuming from step 3 redoes steps 4.. only, up to the new plan of 9.
+    assert [h["step"] for h in resumed.history] == [4, 5, 6, 7, 8, 9]
+    assert abs(resumed.history[0]["loss"] - first.history[3]["loss"]) < 1e-4  # same data, same RNG

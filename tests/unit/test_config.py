@@ -1,0 +1,82 @@
+"""The job spec rejects impossible configs before any worker starts, naming the field."""
+
+from pathlib import Path
+
+import pytest
+
+from vitforge.config import SpecError, load_spec
+
+MAE_CT = {
+    "scaling": {"num_workers": 2},
+    "stages": [
+        {"name": "mae", "global_batch_size": 64},
+        {"name": "nnclr_head", "global_batch_size": 64, "queue_size": 512},
+        {"name": "contrastive_tuning", "global_batch_size": 64, "queue_size": 512},
+    ],
+}
+
+
+def err(data: dict, *overrides: str) -> str:
+    with pytest.raises(SpecError) as e:
+        load_spec(data=data, overrides=list(overrides))
+    return str(e.value)
+
+
+def test_valid_spec_and_overrides() -> None:
+    spec = load_spec(data=MAE_CT, overrides=["stages.0.epochs=0.5", "deepspeed.zero_stage=3", "name=run-1"])
+    assert spec.stages[0].epochs == 0.5 and spec.deepspeed.zero_stage == 3 and spec.name == "run-1"
+    assert spec.stage_names() == ["mae", "nnclr_head", "contrastive_tuning"]
+
+
+def test_unknown_size_names_allowed_values() -> None:
+    msg = err({}, "model.size=gigantic")
+    assert "model.size" in msg and "'test', 'tiny', 'small', 'base', 'large' or 'huge'" in msg and "gigantic" in msg
+
+
+def test_zero_stage_and_unknown_field() -> None:
+    assert "deepspeed.zero_stage" in err({}, "deepspeed.zero_stage=4") and "0, 1, 2 or 3" in err(
+        {}, "deepspeed.zero_stage=4"
+    )
+    assert "model.colour" in err({"model": {"colour": 1}}) and "Extra inputs are not permitted" in err(
+        {"model": {"colour": 1}}
+    )
+
+
+def test_batch_not_divisible_by_workers_times_accum() -> None:
+    msg = err(MAE_CT, "deepspeed.grad_accum=3")
+    assert (
+        "stages[0] (mae).global_batch_size 64 is not divisible by scaling.num_workers x deepspeed.grad_accum = 6" in msg
+    )
+
+
+def test_queue_not_multiple_of_global_batch() -> None:
+    msg = err(MAE_CT, "stages.1.queue_size=500")
+    assert "stages[1] (nnclr_head).queue_size 500 is not a multiple of global_batch_size 64" in msg
+
+
+def test_frozen_everything_and_stage_order() -> None:
+    assert "freezes the whole encoder" in err({"stages": [{"name": "mae", "frozen_blocks": 4}]})
+    assert "must be in [0, 4]" in err(
+        {"stages": [{"name": "contrastive_tuning", "frozen_blocks": 9, "queue_size": 64}]}
+    )
+    assert "run in the order" in err({"stages": [{"name": "contrastive_tuning", "queue_size": 64}, {"name": "mae"}]})
+    assert "single stage" in err({"stages": [{"name": "cloob"}, {"name": "mae"}]})
+
+
+def test_precision_needs_gpu() -> None:
+    assert "needs scaling.use_gpu=true" in err({}, "deepspeed.precision=bf16")
+
+
+def test_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="does not exist"):
+        load_spec(tmp_path / "nope.yaml")
+    (tmp_path / "bad.yaml").write_text("model: [unclosed")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(tmp_path / "bad.yaml")
+    with pytest.raises(SpecError, match="field.path=value"):
+        load_spec(data={}, overrides=["nonsense"])
+
+
+def test_shipped_specs_validate() -> None:
+    for path in sorted(Path(__file__).resolve().parents[2].glob("jobs/*.yaml")):
+        load_spec(path)
