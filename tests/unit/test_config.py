@@ -73,7 +73,7 @@ def test_file_errors(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("model: [unclosed")
     with pytest.raises(SpecError, match="not valid YAML"):
         load_spec(tmp_path / "bad.yaml")
-    with pytest.raises(SpecError, match="field.path=value"):
+    with pytest.raises(SpecError, match=r"field\.path=value"):
         load_spec(data={}, overrides=["nonsense"])
 
 
