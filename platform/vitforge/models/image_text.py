@@ -25,7 +25,8 @@ class ImageTextModel(nn.Module):
         nn.init.normal_(self.image_proj.weight, std=image_encoder.dim**-0.5)
         nn.init.normal_(self.text_proj.weight, std=text_encoder.dim**-0.5)
         # CLIP learns its temperature (init 1/0.07); CLOOB keeps tau^-1 fixed and ignores this.
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        # Shape (1,), not a scalar: DeepSpeed's broadcast views parameters as bytes.
+        self.logit_scale = nn.Parameter(torch.full((1,), math.log(1 / 0.07)))
 
     def encode_image(self, imgs: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.image_proj(self.image_encoder(imgs, pool=self.pool)), dim=-1)  # (B, E)

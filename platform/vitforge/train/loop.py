@@ -100,6 +100,7 @@ def _fp32_zero0_grad_norm(engine, spec: JobSpec) -> float | None:
 def run_stage(ctx: WorkerContext, spec: JobSpec, stage_index: int) -> dict:
     """Train one stage to its planned number of steps; returns the last metrics."""
     stage = spec.stages[stage_index]
+    t_start = time.perf_counter()
     _seed_everything(spec.seed * 1000 + ctx.rank)
     device = torch.device(f"cuda:{ctx.local_rank}") if spec.scaling.use_gpu else torch.device("cpu")
     if device.type == "cuda":
@@ -113,6 +114,8 @@ def run_stage(ctx: WorkerContext, spec: JobSpec, stage_index: int) -> dict:
     micro = stage.global_batch_size // (workers * spec.deepspeed.grad_accum)
     engine = eng.init_engine(task.to(device), groups, spec, stage, micro)
 
+    if ctx.rank == 0:
+        ctx.log(f"[{stage.name}] DeepSpeed engine ready in {time.perf_counter() - t_start:.1f}s")
     steps_per_epoch, total = plan(spec, stage_index, ctx.num_train_rows)
     warmup = round(opt.warmup_epochs * steps_per_epoch)
     step = 0
@@ -136,6 +139,8 @@ def run_stage(ctx: WorkerContext, spec: JobSpec, stage_index: int) -> dict:
         for i, batch in enumerate(micro_batches):
             if i < skip:
                 continue
+            if step == 0 and ctx.rank == 0 and i == 0:
+                ctx.log(f"[{stage.name}] first batch after {time.perf_counter() - t_start:.1f}s")
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             loss = engine(batch, ctx.rank, ctx.world_size)
             if not torch.isfinite(loss):

@@ -175,8 +175,12 @@ def export_stage(
     return save_export(out, task.exports(), spec, stage.name, normalization, extra)
 
 
-def run_job(spec: JobSpec, log: Callable[[str], None] = print) -> list[StageResult]:
-    """Run every stage of the job in order on the connected (or a new local) Ray cluster."""
+def run_job(spec: JobSpec, log: Callable[[str], None] = print, probe_dir: str | None = None) -> list[StageResult]:
+    """Run every stage of the job in order on the connected (or a new local) Ray cluster.
+
+    ``probe_dir``: each stage's live model writes embeddings of a fixed probe batch there
+    (``<i>.pt``), to check that its export reproduces it.
+    """
     import ray
 
     from vitforge.train.engine import cpu_accelerator_env
@@ -197,7 +201,8 @@ def run_job(spec: JobSpec, log: Callable[[str], None] = print) -> list[StageResu
             continue
         log(f"stage {i} {stage.name}: {spec.scaling.num_workers} workers, ZeRO-{spec.deepspeed.zero_stage}")
         t0 = time.perf_counter()
-        result = run_stage_on_ray(spec, i, init_from, ds, normalization)
+        probe = str(Path(probe_dir) / f"{i}.pt") if probe_dir else None
+        result = run_stage_on_ray(spec, i, init_from, ds, normalization, probe_out=probe)
         wall = time.perf_counter() - t0
         if result.error:
             raise result.error

@@ -1,0 +1,196 @@
+"""Stages on 2 real Ray Train workers with real DeepSpeed engines (gloo, fp32, CPU)."""
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from vitforge.config import load_spec
+from vitforge.train.export import embed, load_encoder, probe_images
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+HEAD = {"head_hidden_dim": 64, "head_out_dim": 16, "predictor_hidden_dim": 64, "queue_size": 256, "temperature": 0.2}
+
+
+def mae_ct(tmp_path: Path, zero: int, steps: tuple[int, int, int], **extra) -> dict:
+    lr = {"lr_scaling": "none"}
+    many = {"epochs": 10}  # max_steps decides the plan
+    return {
+        "name": f"mae-ct-z{zero}",
+        "model": {"size": "test", "patch_size": 4, "img_size": 16},
+        "data": {"source": "digits-cluttered"},
+        "scaling": {"num_workers": 2},
+        "deepspeed": {"zero_stage": zero},
+        "stages": [
+            {
+                "name": "mae",
+                **many,
+                "global_batch_size": 64,
+                "max_steps": steps[0],
+                "optimizer": {**lr, "fast_lr": 2e-3, "slow_lr": 2e-3},
+            },
+            {
+                "name": "nnclr_head",
+                **many,
+                "global_batch_size": 64,
+                "max_steps": steps[1],
+                **HEAD,
+                "optimizer": {**lr, "fast_lr": 2e-3},
+            },
+            {
+                "name": "contrastive_tuning",
+                **many,
+                "global_batch_size": 64,
+                "max_steps": steps[2],
+                "topk": 5,
+                **HEAD,
+                "optimizer": {**lr, "fast_lr": 1e-3, "slow_lr": 3e-4},
+            },
+        ],
+        "checkpoint": {"storage_path": str(tmp_path / "runs"), "keep": 2},
+        "tracking": {"log_every_steps": 1},
+        **extra,
+    }
+
+
+def falls(history: list[dict]) -> bool:
+    losses = [h["loss"] for h in history]
+    k = max(1, len(losses) // 4)
+    return sum(losses[-k:]) / k < sum(losses[:k]) / k
+
+
+def check_exports_reproduce_probe(results, spec, probe_dir: Path) -> None:
+    for i, r in enumerate(results):
+        model, card = load_encoder(r.export_dir)
+        with torch.no_grad():
+            again = embed(model, probe_images(spec), card["model"]["pool"])
+        live = torch.load(probe_dir / f"{i}.pt", weights_only=True)
+        assert torch.allclose(again, live, atol=1e-5), (r.name, (again - live).abs().max())
+
+
+@pytest.mark.parametrize("zero", [0, 2, 3])
+def test_mae_ct_three_stages(ray_cluster, tmp_path: Path, zero: int) -> None:
+    from vitforge.train.run import run_job
+
+    steps = (30, 15, 15) if zero == 0 else (12, 8, 8)
+    spec = load_spec(data=mae_ct(tmp_path, zero, steps))
+    results = run_job(spec, probe_dir=str(tmp_path))
+    assert [r.name for r in results] == ["mae", "nnclr_head", "contrastive_tuning"]
+    for r, planned in zip(results, steps, strict=True):
+        assert [h["step"] for h in r.history] == list(range(1, planned + 1)), r.name
+        assert falls(r.history), (r.name, [round(h["loss"], 3) for h in r.history])
+        assert r.history[-1]["lr_fast"] < r.history[0]["lr_fast"]  # cosine decay of the fast group
+        print(
+            f"ZeRO-{zero} {r.name}: {r.wall_s:.1f}s, {r.history[-1]['img_per_s_total']:.0f} img/s total,"
+            f" loss {r.history[0]['loss']:.3f} -> {r.history[-1]['loss']:.3f}"
+        )
+    check_exports_reproduce_probe(results, spec, tmp_path)
+    card = json.loads((Path(results[2].export_dir) / "model_card.json").read_text())
+    assert card["stage"] == "contrastive_tuning" and card["init_from"] == results[1].export_dir
+    # Re-running the same job resumes it: every stage is already exported, nothing retrains.
+    again = run_job(spec)
+    assert all(r.skipped for r in again)
+
+
+def test_zero3_halves_per_worker_state(ray_cluster, tmp_path: Path) -> None:
+    from vitforge.train.run import load_train_data, normalization_for, run_stage_on_ray
+
+    sizes = {}
+    for zero in (0, 3):
+        data = mae_ct(tmp_path, zero, (2, 1, 1), model={"size": "tiny", "patch_size": 4, "img_size": 16})
+        data["stages"] = data["stages"][:1]
+        spec = load_spec(data=data)
+        ds = load_train_data(spec)
+        out = tmp_path / f"mem{zero}"
+        result = run_stage_on_ray(spec, 0, None, ds, normalization_for(spec, ds), memory_report=str(out))
+        assert result.error is None
+        sizes[zero] = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    z0 = sizes[0][0]["param_bytes"] + sizes[0][0]["optimizer_bytes"]
+    for rank in (0, 1):
+        z3 = sizes[3][rank]["param_bytes"] + sizes[3][rank]["optimizer_bytes"]
+        print(f"rank {rank}: ZeRO-0 {z0 / 2**20:.1f} MiB, ZeRO-3 {z3 / 2**20:.1f} MiB, ratio {z3 / z0:.2f}")
+        assert z3 / z0 < 0.6
+        # The parameters themselves are split in two.
+        assert abs(sizes[3][rank]["param_bytes"] / sizes[0][0]["param_bytes"] - 0.5) < 0.05
+
+
+@pytest.mark.parametrize(("objective", "zero"), [("cloob", 3), ("clip", 0)])
+def test_image_text_stage(ray_cluster, tmp_path: Path, objective: str, zero: int) -> None:
+    from vitforge.train.run import run_job
+
+    lr = 3e-4 if objective == "cloob" else 2e-3
+    spec = load_spec(
+        data={
+            "name": f"it-{objective}",
+            "model": {"size": "test", "patch_size": 4, "img_size": 16, "embed_dim": 32, "context_length": 64},
+            "data": {"source": "shapes", "builtin_options": {"n": 800}},
+            "scaling": {"num_workers": 2},
+            "deepspeed": {"zero_stage": zero},
+            "stages": [
+                {
+                    "name": objective,
+                    "epochs": 10,
+                    "global_batch_size": 64,
+                    "max_steps": 20,
+                    "optimizer": {"lr_scaling": "none", "fast_lr": lr, "slow_lr": lr, "weight_decay": 0.0},
+                }
+            ],
+            "checkpoint": {"storage_path": str(tmp_path / "runs")},
+            "tracking": {"log_every_steps": 1},
+        }
+    )
+    results = run_job(spec, probe_dir=str(tmp_path))
+    assert falls(results[0].history), [round(h["loss"], 3) for h in results[0].history]
+    check_exports_reproduce_probe(results, spec, tmp_path)
+    model, card = load_encoder(results[0].export_dir)
+    assert card["kind"] == "image_text" and card["tokenizer"]["name"] == "byte"
+
+
+def test_killed_worker_resumes_with_exact_steps(ray_cluster, tmp_path: Path) -> None:
+    import os
+    import signal
+
+    from ray.util.state import list_actors
+
+    from vitforge.train.run import job_dir, run_job
+
+    data = mae_ct(tmp_path, 0, (24, 1, 1))
+    data["stages"] = data["stages"][:1]
+    data["checkpoint"].update(every_steps=4, max_failures=1)
+    spec = load_spec(data=data)
+    history = job_dir(spec) / "history-0-mae.jsonl"
+    killed = {}
+
+    def killer() -> None:
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            steps = [json.loads(x)["step"] for x in history.read_text().splitlines()] if history.exists() else []
+            if steps and steps[-1] >= 10:
+                workers = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+                pid = sorted(a.pid for a in workers)[-1]
+                os.kill(pid, signal.SIGKILL)  # a real process kill, mid-run
+                killed.update(pid=pid, at_step=steps[-1])
+                return
+            time.sleep(0.2)
+
+    t = threading.Thread(target=killer, daemon=True)
+    t.start()
+    results = run_job(spec)
+    t.join(timeout=5)
+    assert killed, "the worker was never killed"
+    steps = [h["step"] for h in results[0].history]
+    assert steps[-1] == 24 and results[0].metrics["step"] == 24
+    # After the kill the run restarted from the last checkpoint (a multiple of 4) and went on
+    # from there: no step beyond that checkpoint was skipped, none before it redone.
+    restart = next(i for i in range(1, len(steps)) if steps[i] <= steps[i - 1])
+    resumed_from = steps[restart] - 1
+    assert resumed_from % 4 == 0 and resumed_from <= killed["at_step"]
+    assert steps[restart:] == list(range(resumed_from + 1, 25))
+    print(
+        f"killed pid {killed['pid']} at step {killed['at_step']}; resumed from checkpoint step {resumed_from};"
+        f" trace {steps}"
+    )
