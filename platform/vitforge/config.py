@@ -126,7 +126,8 @@ class CheckpointSpec(Spec):
 class TrackingSpec(Spec):
     tracking_uri: str | None = None  # None: MLFLOW_TRACKING_URI, else ./mlruns.db
     experiment: str | None = None  # None: the job name
-    log_every_steps: int = Field(10, gt=0)
+    log_every_steps: int = Field(10, gt=0)  # metrics computed and kept (cheap, local)
+    report_every_steps: int = Field(50, gt=0)  # metrics sent to Ray Train (a barrier): rarely
 
 
 class JobSpec(Spec):

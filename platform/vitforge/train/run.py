@@ -93,9 +93,11 @@ def history_callback(path: str):
 
     class HistoryCallback(UserCallback):
         def after_report(self, run_context, metrics, checkpoint) -> None:
+            # One dict per worker; rank 0's carries every step logged since the last report.
             if metrics and metrics[0]:
                 with open(path, "a") as f:
-                    f.write(json.dumps(metrics[0]) + "\n")
+                    for entry in metrics[0].get("history", [metrics[0]]):
+                        f.write(json.dumps(entry) + "\n")
 
     return HistoryCallback()
 
@@ -207,7 +209,8 @@ def run_job(spec: JobSpec, log: Callable[[str], None] = print, probe_dir: str | 
         if result.error:
             raise result.error
         with result.checkpoint.as_directory() as d:
-            extra = {"run": stage_run_name(spec, i), "final_metrics": result.metrics, "init_from": init_from}
+            final = {k: v for k, v in result.metrics.items() if k != "history"}
+            extra = {"run": stage_run_name(spec, i), "final_metrics": final, "init_from": init_from}
             export = export_stage(spec, i, init_from, d, normalization, extra)
         history_path = job_dir(spec) / f"history-{i}-{stage.name}.jsonl"
         history = [json.loads(x) for x in history_path.read_text().splitlines()] if history_path.exists() else []
@@ -215,6 +218,6 @@ def run_job(spec: JobSpec, log: Callable[[str], None] = print, probe_dir: str | 
             f"stage {i} {stage.name}: done in {wall:.1f}s,"
             f" loss {result.metrics.get('loss', float('nan')):.4f}, export {export}"
         )
-        results.append(StageResult(stage.name, str(export), wall, dict(result.metrics), history))
+        results.append(StageResult(stage.name, str(export), wall, final, history))
         init_from = str(export)
     return results
