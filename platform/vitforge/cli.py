@@ -68,6 +68,66 @@ def data_info(
     typer.echo(f"mean {mean}  std {std}")
 
 
+def _spec_or_exit(path: str | None, overrides: list[str] | None):
+    from vitforge.config import SpecError, load_spec
+
+    try:
+        return load_spec(path, overrides)
+    except SpecError as e:
+        raise fail(str(e)) from None
+
+
+def _init_ray(address: str | None) -> None:
+    """Connect to ``address`` / ``RAY_ADDRESS`` if given, else start a local Ray (dashboard on)."""
+    import os
+
+    import ray
+
+    if ray.is_initialized():
+        return
+    from vitforge.train.engine import cpu_accelerator_env
+
+    cpu_accelerator_env()  # workers inherit DS_ACCELERATOR=cpu from the driver's runtime env below
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address)
+    else:
+        env = {k: os.environ[k] for k in ("DS_ACCELERATOR",) if k in os.environ}
+        ray.init(include_dashboard=True, runtime_env={"env_vars": env})
+
+
+@app.command()
+def train(
+    spec: str = typer.Argument(..., help="Job spec YAML (see jobs/)."),
+    overrides: list[str] = typer.Option(None, "--set", help="Override a field: --set stages.0.epochs=2"),
+    address: str = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)."),
+) -> None:
+    """Run every stage of a job spec on Ray Train with DeepSpeed; export after each stage.
+
+    Re-running the same job (same name and storage) resumes it.
+
+    Example: vitforge train jobs/tiny-mae-ct.yaml --set deepspeed.zero_stage=3
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from vitforge.train.run import run_job
+
+    job = _spec_or_exit(spec, overrides)
+    _init_ray(address)
+    console = Console()
+    results = run_job(job, log=lambda msg: console.print(f"[bold cyan]vitforge[/] {msg}"))
+    table = Table(title=f"job {job.name}")
+    for col in ("stage", "wall s", "steps", "loss first -> last", "img/s total", "export"):
+        table.add_column(col)
+    for r in results:
+        h = r.history
+        loss = f"{h[0]['loss']:.4f} -> {h[-1]['loss']:.4f}" if h else "(resumed: skipped)"
+        ips = f"{sum(x['img_per_s_total'] for x in h) / len(h):.0f}" if h else ""
+        table.add_row(r.name, f"{r.wall_s:.1f}", str(h[-1]["step"]) if h else "", loss, ips, r.export_dir)
+    console.print(table)
+
+
 @app.command()
 def quickstart(steps: int = typer.Option(60, help="MAE steps on the digits demo.")) -> None:
     """Demo of the models: a tiny MAE learns to reconstruct scikit-learn's real digits.

@@ -71,15 +71,16 @@ def save_export(
     for name, module in parts.items():
         save_file(_tensors(module), str(out / f"{name}.safetensors"), metadata={"stage": stage})
     s = m.SIZES[spec.model.size]
+    image_text = any(isinstance(mod, m.ImageTextModel) for mod in parts.values())
     card = {
         "format_version": FORMAT_VERSION,
-        "kind": "image_text" if "text" in parts else "image",
+        "kind": "image_text" if image_text else "image",
         "stage": stage,
         "parts": sorted(parts),
         "model": spec.model.model_dump(mode="json"),
         "architecture": {"dim": s.dim, "depth": s.depth, "heads": s.heads, "mlp_ratio": s.mlp_ratio},
         "normalization": normalization,
-        "tokenizer": m.ByteTokenizer(spec.model.context_length).config() if "text" in parts else None,
+        "tokenizer": m.ByteTokenizer(spec.model.context_length).config() if image_text else None,
         "job": spec.name,
         "seed": spec.seed,
         **(extra or {}),
