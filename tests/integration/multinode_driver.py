@@ -5,6 +5,14 @@ import json
 import sys
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def main(storage: str) -> None:
     import ray
     from ray.cluster_utils import Cluster
@@ -15,7 +23,13 @@ def main(storage: str) -> None:
 
     cluster = Cluster(
         initialize_head=True,
-        head_node_args={"num_cpus": 2, "object_store_memory": 150 * 2**20, "include_dashboard": True},
+        # Its own dashboard port: the test session's cluster holds the default one.
+        head_node_args={
+            "num_cpus": 2,
+            "object_store_memory": 150 * 2**20,
+            "include_dashboard": True,
+            "dashboard_port": _free_port(),
+        },
     )
     cluster.add_node(num_cpus=2, object_store_memory=150 * 2**20)
     try:
