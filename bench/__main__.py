@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHMARKS = ["mae_step", "loader"]
+BENCHMARKS = ["mae_step", "loader", "ray_overhead"]
 
 
 def main() -> None:

@@ -9,11 +9,13 @@ Goal: Ray Train costs under 5% of throughput.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 from bench.common import print_table, save
 
@@ -39,7 +41,7 @@ def _steady(history: list[dict]) -> float:
     return statistics.median(vals)
 
 
-def _torch_worker(rank: int, port: int, steps: int, storage: str, out) -> None:
+def _torch_worker(rank: int, port: int, steps: int, storage: str) -> None:
     import torch.distributed as dist
 
     from vitforge.data.pipeline import iter_batches
@@ -50,7 +52,7 @@ def _torch_worker(rank: int, port: int, steps: int, storage: str, out) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2")
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # as Ray's workers (OMP_NUM_THREADS=1)
     dist.init_process_group("gloo", rank=rank, world_size=2)
     spec = _spec(steps, storage)
     ds = load_train_data(spec)
@@ -66,28 +68,45 @@ def _torch_worker(rank: int, port: int, steps: int, storage: str, out) -> None:
     )
     run_stage(ctx, spec, 0)
     if rank == 0:
-        out.extend(ctx.history)
+        (Path(storage) / "torch_history.json").write_text(json.dumps(ctx.history))
     dist.destroy_process_group()
 
 
-def run(smoke: bool = False) -> list[dict]:
-    import ray
+def _run_torch(steps: int, storage: str) -> tuple[list[dict], float]:
     import torch.multiprocessing as mp
 
-    from vitforge.train.run import load_train_data, normalization_for, run_stage_on_ray
-
-    steps = 10 if smoke else 120
-    storage = tempfile.mkdtemp(prefix="bench-overhead-")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     t0 = time.perf_counter()
-    with mp.Manager() as manager:
-        hist = manager.list()
-        mp.spawn(_torch_worker, args=(port, steps, storage, hist), nprocs=2, join=True)
-        torch_hist = list(hist)
-    torch_wall = time.perf_counter() - t0
+    # No mp.Manager: it forks this Ray driver, which leaves Ray's gRPC client hung.
+    mp.spawn(_torch_worker, args=(port, steps, storage), nprocs=2, join=True)
+    wall = time.perf_counter() - t0
+    return json.loads((Path(storage) / "torch_history.json").read_text()), wall
 
+
+def _run_ray(steps: int, storage: str) -> tuple[list[dict], float]:
+    from vitforge.train.run import job_dir, load_train_data, normalization_for, run_stage_on_ray
+
+    spec = _spec(steps, storage)
+    spec.tracking.enabled = False
+    ds = load_train_data(spec)
+    history = job_dir(spec) / "history-0-mae.jsonl"
+    history.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    result = run_stage_on_ray(spec, 0, None, ds, normalization_for(spec, ds))
+    wall = time.perf_counter() - t0
+    assert result.error is None, result.error
+    return [json.loads(x) for x in history.read_text().splitlines()], wall
+
+
+def run(smoke: bool = False) -> list[dict]:
+    """Alternate the two runners (torch, Ray, torch, Ray) and take each one's median."""
+    import shutil
+
+    import ray
+
+    steps, rounds = (10, 1) if smoke else (120, 2)
     ray.init(
         num_cpus=4,
         include_dashboard=True,
@@ -95,33 +114,23 @@ def run(smoke: bool = False) -> list[dict]:
         object_store_memory=200 * 2**20,
         runtime_env={"env_vars": {"DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}},
     )
+    results: dict[str, list[tuple[float, float]]] = {"torch": [], "ray": []}
     try:
-        spec = _spec(steps, storage)
-        ds = load_train_data(spec)
-        t0 = time.perf_counter()
-        result = run_stage_on_ray(spec, 0, None, ds, normalization_for(spec, ds))
-        ray_wall = time.perf_counter() - t0
-        import json
-
-        from vitforge.train.run import job_dir
-
-        ray_hist = [json.loads(x) for x in (job_dir(spec) / "history-0-mae.jsonl").read_text().splitlines()]
-        assert result.error is None
+        for _ in range(rounds):
+            for name, fn in (("torch", _run_torch), ("ray", _run_ray)):
+                storage = tempfile.mkdtemp(prefix="bench-overhead-")
+                hist, wall = fn(steps, storage)
+                results[name].append((_steady(hist), wall))
+                shutil.rmtree(storage, ignore_errors=True)
     finally:
         ray.shutdown()
-    base = _steady(torch_hist)
-    rows = [
-        {"runner": "torch.distributed (2 procs)", "img_per_s": base, "wall_s": torch_wall, "throughput_vs_torch": 1.0},
-        {
-            "runner": "Ray Train (2 workers)",
-            "img_per_s": _steady(ray_hist),
-            "wall_s": ray_wall,
-            "throughput_vs_torch": _steady(ray_hist) / base,
-        },
-    ]
-    for r in rows:
-        r["steps"] = steps
-    return rows
+    med = {k: (statistics.median(x for x, _ in v), statistics.median(w for _, w in v)) for k, v in results.items()}
+    base = med["torch"][0]
+    return [
+        {"runner": label, "steps": steps, "rounds": rounds, "img_per_s": med[k][0], "wall_s": med[k][1],
+         "throughput_vs_torch": med[k][0] / base, "img_per_s_each": [round(x) for x, _ in results[k]]}
+        for k, label in (("torch", "torch.distributed (2 procs)"), ("ray", "Ray Train (2 workers)"))
+    ]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -132,7 +141,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print_table(
         "Ray Train overhead (same loop, same loader)",
         rows,
-        ["runner", "steps", "img_per_s", "throughput_vs_torch", "wall_s"],
+        ["runner", "steps", "img_per_s", "img_per_s_each", "throughput_vs_torch", "wall_s"],
     )
     if not args.smoke:
         save("ray_overhead", rows)

@@ -124,6 +124,7 @@ class CheckpointSpec(Spec):
 
 
 class TrackingSpec(Spec):
+    enabled: bool = True
     tracking_uri: str | None = None  # None: MLFLOW_TRACKING_URI, else ./mlruns.db
     experiment: str | None = None  # None: the job name
     log_every_steps: int = Field(10, gt=0)  # metrics computed and kept (cheap, local)

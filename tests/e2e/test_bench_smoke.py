@@ -4,12 +4,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_bench_smoke() -> None:
     r = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke"], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
     )
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "speedup_vs_hf" in r.stdout and "ratio_vs_step" in r.stdout
+    assert "speedup_vs_hf" in r.stdout and "ratio_vs_step" in r.stdout and "throughput_vs_torch" in r.stdout

@@ -39,7 +39,8 @@ def _free_port() -> int:
 def test_gathered_losses_equal_global_batch() -> None:
     torch.manual_seed(0)
     img, txt = F.normalize(torch.randn(8, 16), dim=1), F.normalize(torch.randn(8, 16), dim=1)
-    with mp.Manager() as manager:
+    # A spawned manager: forking a process that holds a Ray driver (the test session's) hangs gRPC.
+    with mp.get_context("spawn").Manager() as manager:
         out = manager.dict()
         mp.spawn(_worker, args=(2, _free_port(), img, txt, out), nprocs=2, join=True)
         out = dict(out)

@@ -122,3 +122,40 @@ def load_encoder(export_dir: str | Path) -> tuple[m.ViT | m.ImageTextModel, dict
         model = build_encoder(spec)
         load_part(model, export_dir, "encoder")
     return model.eval(), card
+
+
+def preprocess(images, card: dict[str, Any]) -> torch.Tensor:
+    """Images as uint8 (N, H, W, 3) / float in [0, 1], or a list of RGB PIL images ->
+    (N, 3, S, S) normalized with the model card's statistics, resized to its image size."""
+    import numpy as np
+
+    from vitforge.data.transforms import resize
+
+    size = card["model"]["img_size"]
+    norm = card["normalization"]
+    if isinstance(images, list):
+        images = [np.asarray(im.convert("RGB") if hasattr(im, "convert") else im) for im in images]
+        tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in images]
+    else:
+        arr = np.asarray(images)
+        if arr.ndim == 3:
+            arr = arr[None]
+        if arr.ndim != 4 or arr.shape[-1] != 3:
+            raise ValueError(f"images must be (N, H, W, 3), got shape {arr.shape}")
+        tensors = list(torch.from_numpy(np.ascontiguousarray(arr)))
+    out = []
+    for t in tensors:
+        x = t.float() / 255.0 if t.dtype == torch.uint8 else t.float()
+        out.append(resize(x.permute(2, 0, 1), (size, size), "bicubic"))  # (3, S, S)
+    batch = torch.stack(out)
+    mean = torch.tensor(norm["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(norm["std"]).view(1, 3, 1, 1)
+    return (batch - mean) / std
+
+
+@torch.no_grad()
+def encode_images(model: nn.Module, card: dict[str, Any], images) -> torch.Tensor:
+    """L2-normalized image embeddings (N, D) of raw images, as Serve and the MLflow model return."""
+    x = preprocess(images, card).to(next(model.parameters()).device)
+    emb = embed(model, x, card["model"]["pool"]).float()
+    return torch.nn.functional.normalize(emb, dim=-1)

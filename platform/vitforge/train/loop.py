@@ -88,6 +88,16 @@ def _restore_rng(directory: str, rank: int) -> None:
         np.random.set_state(("MT19937", rng["numpy"].numpy().astype(np.uint32), 0, 0, 0.0))
 
 
+def _system_metrics(device: torch.device) -> dict[str, float]:
+    """This worker's resident memory, and the GPU's peak allocation when on GPU."""
+    import psutil
+
+    out = {"sys_rss_gib": psutil.Process().memory_info().rss / 2**30}
+    if device.type == "cuda":
+        out["sys_gpu_max_alloc_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    return out
+
+
 def _fp32_zero0_grad_norm(engine, spec: JobSpec) -> float | None:
     """DeepSpeed clips fp32 ZeRO-0 gradients without keeping the norm: compute it (grads are
     already averaged across ranks at the boundary). Other modes report it themselves."""
@@ -183,6 +193,7 @@ def run_stage(ctx: WorkerContext, spec: JobSpec, stage_index: int) -> dict:
                 }
                 if peak:
                     metrics["mfu"] = ips * flops_per_img / peak
+                metrics.update(_system_metrics(device))
                 ctx.history.append(metrics)
                 pending.append(metrics)
             # ray.train.report is a barrier with a controller round trip (~0.5 s here): every rank

@@ -7,6 +7,7 @@ model card) are skipped, and an unfinished stage resumes from its latest checkpo
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from pathlib import Path
 from vitforge.config import JobSpec
 from vitforge.data import BatchMaker, build_view, channel_stats, load_source
 from vitforge.models.tokenizer import ByteTokenizer
+from vitforge.tracking import Tracker, flatten, git_info, log_figure_rows, register_encoder
 from vitforge.train.export import CARD, save_export
 
 TWO_VIEW_STAGES = ("nnclr_head", "contrastive_tuning")
@@ -84,24 +86,6 @@ def normalization_for(spec: JobSpec, ds) -> dict[str, list[float]]:
     return {"mean": mean, "std": std}
 
 
-def history_callback(path: str):
-    """A Train ``UserCallback`` (it runs in the controller) appending every report to a JSONL file.
-
-    ``Result.metrics`` keeps only reports that came with a checkpoint; this keeps them all.
-    """
-    from ray.train import UserCallback
-
-    class HistoryCallback(UserCallback):
-        def after_report(self, run_context, metrics, checkpoint) -> None:
-            # One dict per worker; rank 0's carries every step logged since the last report.
-            if metrics and metrics[0]:
-                with open(path, "a") as f:
-                    for entry in metrics[0].get("history", [metrics[0]]):
-                        f.write(json.dumps(entry) + "\n")
-
-    return HistoryCallback()
-
-
 def run_stage_on_ray(
     spec: JobSpec,
     stage_index: int,
@@ -111,12 +95,18 @@ def run_stage_on_ray(
     memory_report: str | None = None,
     local_data: bool | None = None,
     probe_out: str | None = None,
+    tracker_config: dict | None = None,
+    run_id: str | None = None,
 ):
-    """Fit one stage with a ``TorchTrainer``; returns the Ray Train ``Result``."""
+    """Fit one stage with a ``TorchTrainer``; returns the Ray Train ``Result``.
+
+    Every report lands in ``<job>/history-<i>-<stage>.jsonl`` and, with ``run_id``, in MLflow.
+    """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from vitforge.data import to_ray
+    from vitforge.tracking import metrics_callback
     from vitforge.train.loop import train_loop_per_worker
 
     stage = spec.stages[stage_index]
@@ -153,7 +143,7 @@ def run_stage_on_ray(
             else spec.checkpoint.storage_path,
             checkpoint_config=CheckpointConfig(num_to_keep=spec.checkpoint.keep),
             failure_config=FailureConfig(max_failures=spec.checkpoint.max_failures),
-            callbacks=[history_callback(str(history))],
+            callbacks=[metrics_callback(tracker_config or {}, run_id, str(history))],
             worker_runtime_env={"env_vars": {"DS_ACCELERATOR": "cpu"}} if not sc.use_gpu else None,
         ),
         datasets=None if use_local else {"train": to_ray(ds, maker, batch_size=64, num_cpus=0.5)},
@@ -177,47 +167,112 @@ def export_stage(
     return save_export(out, task.exports(), spec, stage.name, normalization, extra)
 
 
-def run_job(spec: JobSpec, log: Callable[[str], None] = print, probe_dir: str | None = None) -> list[StageResult]:
+def run_job(
+    spec: JobSpec,
+    log: Callable[[str], None] = print,
+    probe_dir: str | None = None,
+    tracker: Tracker | None = None,
+) -> list[StageResult]:
     """Run every stage of the job in order on the connected (or a new local) Ray cluster.
 
+    MLflow: one parent run for the job, a child run per stage (params, metric history, loss
+    plot, DeepSpeed config, export); the last stage's encoder is registered under the job name.
     ``probe_dir``: each stage's live model writes embeddings of a fixed probe batch there
     (``<i>.pt``), to check that its export reproduces it.
     """
     import ray
 
-    from vitforge.train.engine import cpu_accelerator_env
+    from vitforge.train.engine import cpu_accelerator_env, deepspeed_config
 
     cpu_accelerator_env()
     if not ray.is_initialized():
         ray.init()
+    if tracker is None and spec.tracking.enabled:
+        tracker = Tracker(spec.tracking.tracking_uri, spec.tracking.experiment or spec.name)
     ds = load_train_data(spec)
     normalization = normalization_for(spec, ds)
+    parent = _start_job_run(tracker, spec) if tracker else None
     results: list[StageResult] = []
     init_from = spec.init_from
-    for i, stage in enumerate(spec.stages):
-        export = job_dir(spec) / "exports" / f"{i}-{stage.name}"
-        if (export / CARD).is_file():
-            log(f"stage {i} {stage.name}: already exported at {export}, skipping")
-            results.append(StageResult(stage.name, str(export), 0.0, {}, skipped=True))
-            init_from = str(export)
-            continue
-        log(f"stage {i} {stage.name}: {spec.scaling.num_workers} workers, ZeRO-{spec.deepspeed.zero_stage}")
-        t0 = time.perf_counter()
-        probe = str(Path(probe_dir) / f"{i}.pt") if probe_dir else None
-        result = run_stage_on_ray(spec, i, init_from, ds, normalization, probe_out=probe)
-        wall = time.perf_counter() - t0
-        if result.error:
-            raise result.error
-        with result.checkpoint.as_directory() as d:
+    child = None
+    try:
+        for i, stage in enumerate(spec.stages):
+            export = job_dir(spec) / "exports" / f"{i}-{stage.name}"
+            if (export / CARD).is_file():
+                log(f"stage {i} {stage.name}: already exported at {export}, skipping")
+                results.append(StageResult(stage.name, str(export), 0.0, {}, skipped=True))
+                init_from = str(export)
+                continue
+            log(f"stage {i} {stage.name}: {spec.scaling.num_workers} workers, ZeRO-{spec.deepspeed.zero_stage}")
+            if tracker:
+                child = tracker.start_run(f"{i}-{stage.name}", parent, {"vitforge.stage": stage.name})
+                tracker.log_params(child, flatten(stage.model_dump(mode="json")))
+                micro = stage.global_batch_size // (max(spec.scaling.num_workers, 1) * spec.deepspeed.grad_accum)
+                tracker.log_dict(child, deepspeed_config(spec, micro), "deepspeed_config.json")
+            t0 = time.perf_counter()
+            probe = str(Path(probe_dir) / f"{i}.pt") if probe_dir else None
+            result = run_stage_on_ray(
+                spec,
+                i,
+                init_from,
+                ds,
+                normalization,
+                probe_out=probe,
+                tracker_config=tracker.config() if tracker else None,
+                run_id=child,
+            )
+            wall = time.perf_counter() - t0
+            if result.error:
+                raise result.error
             final = {k: v for k, v in result.metrics.items() if k != "history"}
-            extra = {"run": stage_run_name(spec, i), "final_metrics": final, "init_from": init_from}
-            export = export_stage(spec, i, init_from, d, normalization, extra)
-        history_path = job_dir(spec) / f"history-{i}-{stage.name}.jsonl"
-        history = [json.loads(x) for x in history_path.read_text().splitlines()] if history_path.exists() else []
-        log(
-            f"stage {i} {stage.name}: done in {wall:.1f}s,"
-            f" loss {result.metrics.get('loss', float('nan')):.4f}, export {export}"
-        )
-        results.append(StageResult(stage.name, str(export), wall, final, history))
-        init_from = str(export)
+            with result.checkpoint.as_directory() as d:
+                extra = {"run": stage_run_name(spec, i), "final_metrics": final, "init_from": init_from}
+                if child:
+                    extra["mlflow_run_id"] = child
+                export = export_stage(spec, i, init_from, d, normalization, extra)
+            history_path = job_dir(spec) / f"history-{i}-{stage.name}.jsonl"
+            history = [json.loads(x) for x in history_path.read_text().splitlines()] if history_path.exists() else []
+            log(
+                f"stage {i} {stage.name}: done in {wall:.1f}s,"
+                f" loss {final.get('loss', float('nan')):.4f}, export {export}"
+            )
+            results.append(StageResult(stage.name, str(export), wall, final, history))
+            if tracker:
+                tracker.log_metrics(child, [{"step": final.get("step", 0), "stage_wall_s": wall}])
+                log_figure_rows(tracker, child, history, f"{i}-{stage.name}")
+                tracker.log_artifacts(child, export, "export")
+                if i == len(spec.stages) - 1:
+                    version = register_encoder(tracker, child, export, spec.name)
+                    if version:
+                        log(f"registered models:/{spec.name}/{version} (alias @latest)")
+                tracker.end_run(child)
+                child = None
+            init_from = str(export)
+    except BaseException:
+        if tracker:
+            tracker.end_run(child, "FAILED")
+            tracker.end_run(parent, "FAILED")
+        raise
+    if tracker:
+        tracker.end_run(parent)
     return results
+
+
+def _start_job_run(tracker: Tracker, spec: JobSpec) -> str | None:
+    """The parent run: flattened spec as params, the spec as YAML, git, Ray job and cluster."""
+    import ray
+
+    from vitforge.config import dump_spec
+
+    ctx = ray.get_runtime_context()
+    tags = {
+        "vitforge.job": spec.name,
+        "ray.job_id": ctx.get_job_id(),
+        "ray.submission_id": os.environ.get("RAY_JOB_SUBMISSION_ID", ""),
+        "ray.cluster_resources": json.dumps(ray.cluster_resources()),
+        **git_info(Path(__file__).parent),
+    }
+    parent = tracker.start_run(spec.name, tags=tags)
+    tracker.log_params(parent, flatten(spec.model_dump(mode="json")))
+    tracker.log_text(parent, dump_spec(spec), "job_spec.yaml")
+    return parent
