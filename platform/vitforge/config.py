@@ -127,6 +127,8 @@ class TrackingSpec(Spec):
     enabled: bool = True
     tracking_uri: str | None = None  # None: MLFLOW_TRACKING_URI, else ./mlruns.db
     experiment: str | None = None  # None: the job name
+    registered_model: str | None = None  # None: the job name; the last stage's encoder is registered
+    alias: str | None = None  # e.g. "champion": models:/NAME@champion (MLflow reserves "latest")
     log_every_steps: int = Field(10, gt=0)  # metrics computed and kept (cheap, local)
     report_every_steps: int = Field(50, gt=0)  # metrics sent to Ray Train (a barrier): rarely
 

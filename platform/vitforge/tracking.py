@@ -96,6 +96,8 @@ def git_info(path: str | Path = ".") -> dict[str, str]:
 class Tracker:
     """A thin, failure-tolerant wrapper over ``MlflowClient`` for one experiment."""
 
+    DOWN_S = 60.0
+
     def __init__(
         self,
         uri: str | None = None,
@@ -107,11 +109,15 @@ class Tracker:
         import mlflow
         from mlflow import MlflowClient
 
+        # MLflow's own HTTP client retries for minutes by default; ours retries briefly, then backs off.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
         self.uri = resolve_uri(uri)
         if check:
             check_reachable(self.uri)
         self.retries, self.backoff_s = retries, backoff_s
         self._warned = False
+        self._down_until = 0.0  # after a failed call: drop calls until then, then try again
         mlflow.set_tracking_uri(self.uri)
         self.client = MlflowClient(self.uri)
         self.experiment_name = experiment
@@ -225,9 +231,11 @@ def loss_curve_png(history: list[dict], title: str, out: str | Path) -> Path:
     ax1.plot(steps, [h["loss"] for h in history], color="tab:blue", lw=1.5)
     ax1.set(xlabel="step", ylabel="loss", title=f"{title}: loss")
     ax1.grid(alpha=0.3)
-    for key, colour in (("lr_fast", "tab:red"), ("lr_slow", "tab:green")):
+    # The slow group dashed, so both stay visible when the pair is equal.
+    for key, colour, style in (("lr_fast", "tab:red", "-"), ("lr_slow", "tab:green", "--")):
         if any(key in h for h in history):
-            ax2.plot(steps, [h.get(key, float("nan")) for h in history], color=colour, label=key.replace("_", " "))
+            values = [h.get(key, float("nan")) for h in history]
+            ax2.plot(steps, values, color=colour, ls=style, lw=1.5, label=key.replace("_", " "))
     ax2.set(xlabel="step", ylabel="learning rate", title="TTUR learning rates")
     ax2.legend()
     ax2.grid(alpha=0.3)
@@ -304,12 +312,12 @@ def _pyfunc_class():
 
 
 def register_encoder(
-    tracker: Tracker, run_id: str | None, export_dir: str | Path, name: str, alias: str | None = "latest"
+    tracker: Tracker, run_id: str | None, export_dir: str | Path, name: str, alias: str | None = None
 ) -> str | None:
     """Log the export as an MLflow pyfunc model in ``run_id`` and register it as ``name``.
 
-    Returns the registered version (``models:/NAME/VERSION``; ``models:/NAME@alias``), or None
-    when tracking is unavailable.
+    Returns the registered version (``models:/NAME/VERSION``, ``models:/NAME/latest``, and
+    ``models:/NAME@alias`` when ``alias`` is given), or None when tracking is unavailable.
     """
     import mlflow
     import numpy as np

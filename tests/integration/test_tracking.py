@@ -54,7 +54,7 @@ def test_embedded_store_records_job(ray_cluster, tmp_path: Path, monkeypatch: py
         {"name": "mae", "epochs": 5, "global_batch_size": 64, "max_steps": 8},
         {"name": "nnclr_head", "epochs": 5, "global_batch_size": 64, "max_steps": 6, **HEAD},
     ]
-    spec = load_spec(data=job(tmp_path, "tracked", stages))
+    spec = load_spec(data=job(tmp_path, "tracked", stages), overrides=["tracking.alias=champion"])
     results = run_job(spec)
 
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
@@ -82,10 +82,11 @@ def test_embedded_store_records_job(ray_cluster, tmp_path: Path, monkeypatch: py
         assert {"export/encoder.safetensors", "export/model_card.json"} <= exported
         assert child.info.status == "FINISHED"
     # The last stage's encoder is registered; the pyfunc gives the export's embeddings.
-    version = client.get_model_version_by_alias("tracked", "latest")
-    assert version.version == "1"
+    version = client.get_model_version_by_alias("tracked", "champion")
+    last_stage_run = next(r for r in children if r.info.run_name == "1-nnclr_head")
+    assert str(version.version) == "1" and version.run_id == last_stage_run.info.run_id
     mlflow.set_tracking_uri(uri)
-    pyfunc = mlflow.pyfunc.load_model("models:/tracked@latest")
+    pyfunc = mlflow.pyfunc.load_model("models:/tracked@champion")
     images = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
     model, card = load_encoder(results[-1].export_dir)
     assert np.allclose(pyfunc.predict(images), encode_images(model, card, images).numpy(), atol=1e-5)

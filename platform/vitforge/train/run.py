@@ -242,9 +242,11 @@ def run_job(
                 log_figure_rows(tracker, child, history, f"{i}-{stage.name}")
                 tracker.log_artifacts(child, export, "export")
                 if i == len(spec.stages) - 1:
-                    version = register_encoder(tracker, child, export, spec.name)
+                    name = spec.tracking.registered_model or spec.name
+                    version = register_encoder(tracker, child, export, name, spec.tracking.alias)
                     if version:
-                        log(f"registered models:/{spec.name}/{version} (alias @latest)")
+                        alias = f" and models:/{name}@{spec.tracking.alias}" if spec.tracking.alias else ""
+                        log(f"registered models:/{name}/{version}{alias}")
                 tracker.end_run(child)
                 child = None
             init_from = str(export)

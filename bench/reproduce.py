@@ -1,0 +1,148 @@
+"""The papers' claims at small scale, on built-in offline data, tiny ViTs on CPU, one seed budget.
+
+1. digits-cluttered: raw pixels vs MAE vs MAE-CT (crop & flip) vs MAE-CT with augmentations:
+   k-NN (k=20), linear probe and clustering accuracy on the held-out split.
+   Paper's direction: MAE-CT >> MAE on k-NN and clustering, > MAE on linear probe.
+2. shapes: CLIP vs CLOOB zero-shot top-1 on held-out images, several seeds.
+   Paper's direction: CLOOB > CLIP.
+
+Stages run in-process (``vitforge.train.loop.run_local``: the same loop, engine and data path as
+on Ray, without the per-stage start-up), then ``vitforge.eval.evaluate``.
+
+    python -m bench.reproduce                # the table in bench/README.md (about 20 min here)
+    python -m bench.reproduce --smoke        # a few steps each (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import RESULTS, print_table
+
+HEAD = {"head_hidden_dim": 256, "head_out_dim": 64, "predictor_hidden_dim": 256, "queue_size": 1024}
+
+
+def _spec(name: str, storage: str, stages: list[dict], model: dict, source: str, seed: int, **data):
+    from vitforge.config import load_spec
+
+    return load_spec(
+        data={
+            "name": name,
+            "seed": seed,
+            "model": model,
+            "data": {"source": source, "loader": "local", **data},
+            "scaling": {"num_workers": 1},
+            "stages": stages,
+            "checkpoint": {"storage_path": storage, "keep": 1},
+            "tracking": {"enabled": False, "log_every_steps": 20},
+        }
+    )
+
+
+def _train(spec, storage: str) -> list[str]:
+    """Every stage of ``spec`` in process; returns the export folders."""
+    from vitforge.train.loop import run_local
+    from vitforge.train.run import export_stage, job_dir, load_train_data, normalization_for
+
+    norm = normalization_for(spec, load_train_data(spec))
+    exports, init = [], spec.init_from
+    for i, stage in enumerate(spec.stages):
+        ck = Path(storage) / f"{spec.name}-ck{i}"
+        ctx = run_local(spec, i, str(ck), init_from=init)
+        last = max(ck.iterdir(), key=lambda p: int(p.name.split("-")[1]))
+        out = export_stage(spec, i, init, str(last), norm, {"final_metrics": ctx.history[-1] if ctx.history else {}})
+        print(f"  {spec.name} {stage.name}: loss {ctx.history[0]['loss']:.3f} -> {ctx.history[-1]['loss']:.3f}")
+        exports.append(str(out))
+        init = str(out)
+    del job_dir
+    return exports
+
+
+def mae_ct_rows(storage: str, epochs: dict[str, float], seed: int, out_dir: Path) -> list[dict]:
+    from vitforge.eval.evaluate import evaluate, raw_pixel_card
+    from vitforge.train.export import read_card
+
+    model = {"size": "test", "patch_size": 4, "img_size": 32}
+    lr = {"lr_scaling": "none", "warmup_epochs": 1}
+    mae_stage = {"name": "mae", "epochs": epochs["mae"], "global_batch_size": 128,
+                 "optimizer": {**lr, "fast_lr": 1.5e-3, "slow_lr": 1.5e-3}}  # fmt: skip
+    head = {"name": "nnclr_head", "epochs": epochs["head"], "global_batch_size": 128, "temperature": 0.2, **HEAD,
+            "optimizer": {**lr, "fast_lr": 1e-3, "slow_lr": 1e-3, "weight_decay": 1e-5}}  # fmt: skip
+    tune = {"name": "contrastive_tuning", "epochs": epochs["tune"], "global_batch_size": 128, "temperature": 0.2,
+            "topk": 5, **HEAD, "optimizer": {**lr, "fast_lr": 1e-3, "slow_lr": 5e-4, "layer_decay": 0.65}}  # fmt: skip
+    rows = []
+    t0 = time.perf_counter()
+    mae_export = _train(_spec("mae", storage, [mae_stage], model, "digits-cluttered", seed), storage)[-1]
+    t_mae = time.perf_counter() - t0
+    card = read_card(mae_export)
+    variants = {"raw pixels": None, "MAE": mae_export}
+    for label, strong in (("MAE-CT", False), ("MAE-CT + augs", True)):
+        st = [{**head, "strong_aug": strong}, {**tune, "strong_aug": strong}]
+        spec = _spec(f"maect-{int(strong)}", storage, st, model, "digits-cluttered", seed)
+        spec.init_from = mae_export
+        variants[label] = _train(spec, storage)[-1]
+    for label, export in variants.items():
+        kw = (
+            {"card": raw_pixel_card(32, card["normalization"]["mean"], card["normalization"]["std"])}
+            if export is None
+            else {}
+        )
+        m = evaluate(export, "digits-cluttered", ks=(20,), out_dir=out_dir, name=label.replace(" ", "_"), **kw)
+        rows.append({"method": label, "knn20": m["knn20"], "linear_probe": m["linear_probe"],
+                     "cluster_acc": m["cluster_accuracy"], "nmi": m["nmi"]})  # fmt: skip
+    print(f"  (MAE pretraining took {t_mae:.0f}s)")
+    return rows
+
+
+def cloob_rows(storage: str, epochs: float, seeds: list[int]) -> list[dict]:
+    from vitforge.eval.evaluate import evaluate
+
+    model = {"size": "test", "patch_size": 4, "img_size": 32, "embed_dim": 64, "context_length": 80}
+    rows = []
+    for objective in ("clip", "cloob"):
+        accs = []
+        for seed in seeds:
+            stage = {"name": objective, "epochs": epochs, "global_batch_size": 128,
+                     "optimizer": {"lr_scaling": "none", "fast_lr": 1e-3, "slow_lr": 1e-3, "weight_decay": 0.05,
+                                   "warmup_epochs": 1}}  # fmt: skip
+            spec = _spec(f"{objective}-{seed}", storage, [stage], model, "shapes", seed, builtin_options={"n": 4000})
+            export = _train(spec, storage)[-1]
+            m = evaluate(
+                export, "shapes", ks=(20,), probe=False, cluster=False, builtin_options={"n": 4000, "size": 32}
+            )
+            accs.append(m["zeroshot_top1"])
+        rows.append({"method": objective.upper(), "zeroshot_top1_mean": sum(accs) / len(accs),
+                     "zeroshot_top1_each": [round(a, 3) for a in accs]})  # fmt: skip
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    storage = tempfile.mkdtemp(prefix="vitforge-repro-")
+    out_dir = RESULTS / "reproduce" if not args.smoke else Path(storage) / "plots"
+    if args.smoke:
+        epochs, cl_epochs, seeds = {"mae": 0.2, "head": 0.2, "tune": 0.2}, 0.1, [0]
+    else:
+        epochs, cl_epochs, seeds = {"mae": 60, "head": 10, "tune": 20}, 15, [0, 1, 2]
+    t0 = time.perf_counter()
+    a = mae_ct_rows(storage, epochs, args.seed, out_dir)
+    print_table("digits-cluttered (held-out split)", a, ["method", "knn20", "linear_probe", "cluster_acc", "nmi"])
+    b = cloob_rows(storage, cl_epochs, seeds)
+    print_table("shapes zero-shot", b, ["method", "zeroshot_top1_mean", "zeroshot_top1_each"])
+    print(f"\ntotal {time.perf_counter() - t0:.0f}s; epochs {epochs}, CLIP/CLOOB {cl_epochs} epochs, seeds {seeds}")
+    if not args.smoke:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "table.json").write_text(
+            json.dumps({"digits_cluttered": a, "shapes": b, "epochs": epochs}, indent=2)
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""Zero-shot classification for CLOOB / CLIP: class prompts through the text tower."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from vitforge.models.image_text import ImageTextModel
+from vitforge.models.tokenizer import ByteTokenizer
+
+DEFAULT_TEMPLATES = ("a {}", "a photo of a {}", "a {} on a background")
+
+
+@torch.no_grad()
+def class_embeddings(
+    model: ImageTextModel, tokenizer: ByteTokenizer, class_names: list[str], templates=DEFAULT_TEMPLATES
+) -> torch.Tensor:
+    """(C, E): the normalized mean of each class's prompt embeddings (CLIP's prompt ensembling)."""
+    device = next(model.parameters()).device
+    out = []
+    for name in class_names:
+        emb = model.encode_text(tokenizer([t.format(name) for t in templates]).to(device))  # (T, E)
+        out.append(F.normalize(emb.mean(0), dim=0))
+    return torch.stack(out)
+
+
+@torch.no_grad()
+def zero_shot(
+    image_emb: torch.Tensor, labels: torch.Tensor, class_emb: torch.Tensor, topk: tuple[int, ...] = (1, 5)
+) -> dict[str, float]:
+    """Top-k accuracy of cosine similarity between image embeddings (N, E) and class embeddings (C, E)."""
+    sims = F.normalize(image_emb.float(), dim=1) @ class_emb.float().T  # (N, C)
+    ranked = sims.argsort(dim=1, descending=True)
+    out = {}
+    for k in topk:
+        kk = min(k, class_emb.shape[0])
+        out[f"top{k}"] = float((ranked[:, :kk] == labels[:, None]).any(1).float().mean())
+    return out
