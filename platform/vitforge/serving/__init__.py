@@ -1,0 +1,1 @@
+"""Ray Serve embedding endpoints for exported encoders, and a small client."""

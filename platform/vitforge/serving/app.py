@@ -1,0 +1,368 @@
+"""Ray Serve application: a FastAPI ingress (``Gateway``) in front of one ``Encoder`` deployment
+per served model. Images are decoded and preprocessed in the ingress; the encoder batches the
+forward passes with ``@serve.batch``.
+
+``serve run serve/cpu.yaml`` or, in Python, ``serve.run(build_app({...}))``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from ray import serve
+
+from vitforge.serving.decode import BadInput, b64_to_bytes, open_image
+from vitforge.serving.schema import (
+    EmbeddingResponse,
+    ErrorBody,
+    ImageEmbeddingRequest,
+    ModelInfo,
+    SearchHit,
+    SearchRequest,
+    SearchResponse,
+    TextEmbeddingRequest,
+    ZeroShotRequest,
+    ZeroShotResponse,
+    ZeroShotResult,
+)
+
+ERRORS = {400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 413: {"model": ErrorBody}}
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 1}, max_ongoing_requests=64, health_check_period_s=10)
+class Encoder:
+    """One exported model (a folder or ``models:/NAME@alias``), batched forward passes."""
+
+    def __init__(
+        self,
+        model_ref: str,
+        name: str,
+        max_batch_size: int = 32,
+        batch_wait_timeout_s: float = 0.005,
+        gallery: str | None = None,
+    ) -> None:
+        from vitforge.eval.evaluate import resolve_export
+        from vitforge.train.export import load_encoder
+
+        self.name = name
+        self.model, self.card = load_encoder(resolve_export(model_ref))
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model.to(self.device)
+        self.image_text = self.card["kind"] == "image_text"
+        self._embed.set_max_batch_size(max_batch_size)
+        self._embed.set_batch_wait_timeout_s(batch_wait_timeout_s)
+        self.gallery = _load_gallery(gallery) if gallery else None
+
+    def info(self) -> dict[str, Any]:
+        dims = int(
+            self._forward(torch.zeros(1, 3, self.card["model"]["img_size"], self.card["model"]["img_size"])).shape[1]
+        )
+        return {
+            "name": self.name,
+            "kind": self.card["kind"],
+            "stage": self.card.get("stage", ""),
+            "version": str(self.card.get("mlflow_run_id") or self.card.get("run") or self.card.get("stage")),
+            "dims": dims,
+            "img_size": self.card["model"]["img_size"],
+            "normalization": self.card["normalization"],
+            "gallery_size": 0 if self.gallery is None else int(self.gallery["embeddings"].shape[0]),
+        }
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        from vitforge.train.export import embed
+
+        with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=self.device.type == "cuda"):
+            out = embed(self.model, x.to(self.device), self.card["model"]["pool"])
+        return torch.nn.functional.normalize(out.float(), dim=-1).cpu()
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
+    async def _embed(self, images: list[torch.Tensor]) -> list[np.ndarray]:
+        return list(self._forward(torch.stack(images)).numpy())  # one (B, 3, S, S) forward
+
+    async def embed_images(self, images: list[torch.Tensor]) -> np.ndarray:
+        """Preprocessed (3, S, S) tensors -> (N, D); each image joins the shared batch queue."""
+        return np.stack(await asyncio.gather(*(self._embed(x) for x in images)))
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        if not self.image_text:
+            raise BadInput(f"model {self.name!r} is image-only: it has no text tower")
+        from vitforge.models.tokenizer import ByteTokenizer
+
+        tok = ByteTokenizer(self.card["tokenizer"]["context_length"])
+        with torch.inference_mode():
+            return self.model.encode_text(tok(texts).to(self.device)).float().cpu().numpy()
+
+    def search(self, query: np.ndarray, k: int, method: str, beta: float) -> list[dict]:
+        from vitforge.methods.cloob import hopfield_retrieval
+
+        if self.gallery is None:
+            raise BadInput(f"model {self.name!r} serves no gallery; start it with a gallery file", 404)
+        mem = self.gallery["embeddings"]  # (M, D), L2-normalized
+        q = torch.nn.functional.normalize(torch.as_tensor(query, dtype=torch.float32).view(1, -1), dim=-1)
+        if q.shape[1] != mem.shape[1]:
+            raise BadInput(f"query has {q.shape[1]} dims, the gallery {mem.shape[1]}")
+        state = hopfield_retrieval(q, mem, beta) if method == "hopfield" else q  # the training update
+        scores, idx = (state @ mem.T)[0].topk(min(k, mem.shape[0]))
+        meta = self.gallery["meta"]
+        return [
+            {"index": int(i), "score": float(s), "label": meta["labels"][int(i)], "caption": meta["captions"][int(i)]}
+            for s, i in zip(scores, idx, strict=True)
+        ]
+
+    def check_health(self) -> None:
+        """Serve marks the replica unhealthy (and replaces it) when the model no longer works."""
+        size = self.card["model"]["img_size"]
+        out = self._forward(torch.zeros(1, 3, size, size))
+        if not torch.isfinite(out).all():
+            raise RuntimeError(f"model {self.name} produces non-finite embeddings")
+
+
+def _load_gallery(path: str) -> dict[str, Any]:
+    from vitforge.serving.gallery import load_gallery
+
+    return load_gallery(path)
+
+
+app = FastAPI(
+    title="vitforge embeddings",
+    description="Image and text embeddings, zero-shot classification and Hopfield search over trained ViTs.",
+    version="1",
+)
+
+
+@app.exception_handler(BadInput)
+async def _bad_input(request: Request, exc: BadInput) -> JSONResponse:
+    return JSONResponse(status_code=exc.status, content={"error": str(exc)})
+
+
+@app.exception_handler(RequestValidationError)
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(p) for p in first.get("loc", []))
+    return JSONResponse(status_code=422, content={"error": f"invalid request: {where}: {first.get('msg', exc)}"})
+
+
+@serve.deployment(max_ongoing_requests=256)
+@serve.ingress(app)
+class Gateway:
+    """Routes by model name, checks the API key and limits, decodes and preprocesses images."""
+
+    def __init__(
+        self,
+        encoders: dict[str, Any],
+        default_model: str | None = None,
+        api_key_env: str = "VITFORGE_API_KEY",
+        max_images: int = 64,
+        max_body_bytes: int = 32 * 2**20,
+        max_pixels: int = 4096 * 4096,
+    ) -> None:
+        self.encoders = encoders
+        self.default = default_model or next(iter(encoders))
+        self.api_key = os.environ.get(api_key_env) or None
+        self.max_images, self.max_body, self.max_pixels = max_images, max_body_bytes, max_pixels
+        self._info: dict[str, dict] = {}
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _check_key(self, request: Request) -> None:
+        if self.api_key is None:
+            return
+        given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+        if not hmac.compare_digest(given.encode(), self.api_key.encode()):  # constant time
+            raise BadInput("missing or wrong API key (header x-api-key)", 401)
+
+    def _check_size(self, request: Request) -> None:
+        length = request.headers.get("content-length")
+        if length and int(length) > self.max_body:
+            raise BadInput(f"request body of {length} bytes exceeds the limit of {self.max_body}", 413)
+
+    async def _model(self, name: str | None) -> tuple[str, Any, dict]:
+        name = name or self.default
+        if name not in self.encoders:
+            raise BadInput(f"unknown model {name!r}; served: {', '.join(self.encoders)}", 404)
+        if name not in self._info:
+            self._info[name] = await self.encoders[name].info.remote()
+        return name, self.encoders[name], self._info[name]
+
+    def _tensors(self, raws: list[bytes], info: dict) -> list[torch.Tensor]:
+        from vitforge.train.export import preprocess
+
+        if not raws:
+            raise BadInput("no images: send at least one")
+        if len(raws) > self.max_images:
+            raise BadInput(f"{len(raws)} images exceed the limit of {self.max_images} per request", 413)
+        card = {"model": {"img_size": info["img_size"]}, "normalization": info["normalization"]}
+        imgs = [open_image(r, f"images[{i}]", self.max_pixels) for i, r in enumerate(raws)]
+        return list(preprocess(imgs, card))
+
+    @staticmethod
+    def _need_text(name: str, info: dict) -> None:
+        if info["kind"] != "image_text":
+            raise BadInput(f"model {name!r} is image-only: it has no text tower")
+
+    @staticmethod
+    def _encode(emb: np.ndarray, encoding: str) -> list:
+        if encoding == "base64_float16":
+            return [base64.b64encode(row.astype("<f2").tobytes()).decode() for row in emb]
+        return emb.astype(np.float32).tolist()
+
+    # -- endpoints ----------------------------------------------------------------------------
+
+    @app.get("/healthz")
+    async def healthz(self) -> dict:
+        """Liveness: the ingress answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", responses={503: {"model": ErrorBody}})
+    async def readyz(self) -> JSONResponse:
+        """Readiness: every model is loaded and answers."""
+        try:
+            for name in self.encoders:
+                await self._model(name)
+        except Exception as e:
+            return JSONResponse(status_code=503, content={"error": f"not ready: {e}"})
+        return JSONResponse({"status": "ready", "models": list(self.encoders)})
+
+    @app.get("/v1/models", response_model=list[ModelInfo], responses=ERRORS)
+    async def models(self, request: Request) -> list[ModelInfo]:
+        self._check_key(request)
+        out = []
+        for name in self.encoders:
+            _, _, info = await self._model(name)
+            out.append(ModelInfo(**{k: info[k] for k in ModelInfo.model_fields}))
+        return out
+
+    @app.post("/v1/embeddings/image", response_model=EmbeddingResponse, responses=ERRORS)
+    async def embed_image(self, body: ImageEmbeddingRequest, request: Request) -> EmbeddingResponse:
+        """L2-normalized embeddings of base64 images (JSON)."""
+        self._check_key(request)
+        self._check_size(request)
+        name, handle, info = await self._model(body.model)
+        raws = [b64_to_bytes(s, f"images[{i}]") for i, s in enumerate(body.images)]
+        emb = await handle.embed_images.remote(self._tensors(raws, info))
+        return EmbeddingResponse(
+            model=name, version=info["version"], dims=emb.shape[1], encoding=body.encoding,
+            embeddings=self._encode(emb, body.encoding),
+        )  # fmt: skip
+
+    @app.post("/v1/embeddings/image/upload", response_model=EmbeddingResponse, responses=ERRORS)
+    async def embed_upload(
+        self,
+        request: Request,
+        files: list[UploadFile] = File(..., description="Image files (multipart/form-data)."),
+        model: str | None = Form(None),
+        encoding: str = Form("float32"),
+    ) -> EmbeddingResponse:
+        """The same as /v1/embeddings/image for multipart uploads."""
+        self._check_key(request)
+        self._check_size(request)
+        if encoding not in ("float32", "base64_float16"):
+            raise BadInput("encoding must be 'float32' or 'base64_float16'")
+        name, handle, info = await self._model(model)
+        raws = [await f.read() for f in files]
+        emb = await handle.embed_images.remote(self._tensors(raws, info))
+        return EmbeddingResponse(
+            model=name, version=info["version"], dims=emb.shape[1], encoding=encoding,
+            embeddings=self._encode(emb, encoding),
+        )  # fmt: skip
+
+    @app.post("/v1/embeddings/text", response_model=EmbeddingResponse, responses=ERRORS)
+    async def embed_text(self, body: TextEmbeddingRequest, request: Request) -> EmbeddingResponse:
+        """Text embeddings from an image-text (CLOOB/CLIP) model's text tower."""
+        self._check_key(request)
+        self._check_size(request)
+        if not body.texts:
+            raise BadInput("no texts: send at least one")
+        if len(body.texts) > self.max_images:
+            raise BadInput(f"{len(body.texts)} texts exceed the limit of {self.max_images}", 413)
+        name, handle, info = await self._model(body.model)
+        self._need_text(name, info)
+        emb = await handle.embed_texts.remote(body.texts)
+        return EmbeddingResponse(
+            model=name, version=info["version"], dims=emb.shape[1], encoding=body.encoding,
+            embeddings=self._encode(emb, body.encoding),
+        )  # fmt: skip
+
+    @app.post("/v1/classify/zero-shot", response_model=ZeroShotResponse, responses=ERRORS)
+    async def zero_shot(self, body: ZeroShotRequest, request: Request) -> ZeroShotResponse:
+        """Scores of each image against prompts built from the candidate labels (softmax over labels)."""
+        self._check_key(request)
+        self._check_size(request)
+        if "{}" not in body.template:
+            raise BadInput("template must contain {} for the label")
+        name, handle, info = await self._model(body.model)
+        self._need_text(name, info)
+        raws = [b64_to_bytes(s, f"images[{i}]") for i, s in enumerate(body.images)]
+        tensors = self._tensors(raws, info)
+        img = torch.as_tensor(await handle.embed_images.remote(tensors))
+        txt = torch.as_tensor(await handle.embed_texts.remote([body.template.format(lb) for lb in body.labels]))
+        probs = (100.0 * img @ torch.nn.functional.normalize(txt, dim=-1).T).softmax(dim=-1)
+        results = [
+            ZeroShotResult(
+                label=body.labels[int(p.argmax())], scores=dict(zip(body.labels, map(float, p), strict=True))
+            )
+            for p in probs
+        ]
+        return ZeroShotResponse(model=name, results=results)
+
+    @app.post("/v1/search", response_model=SearchResponse, responses=ERRORS)
+    async def search(self, body: SearchRequest, request: Request) -> SearchResponse:
+        """Nearest gallery items to an image or text query, by one modern-Hopfield update or cosine."""
+        self._check_key(request)
+        self._check_size(request)
+        if (body.image is None) == (body.text is None):
+            raise BadInput("send exactly one of 'image' or 'text'")
+        name, handle, info = await self._model(body.model)
+        if info["gallery_size"] == 0:
+            raise BadInput(f"model {name!r} serves no gallery (build one with `vitforge serve gallery`)", 404)
+        if body.text is not None:
+            self._need_text(name, info)
+        if body.image is not None:
+            q = await handle.embed_images.remote(self._tensors([b64_to_bytes(body.image, "image")], info))
+        else:
+            q = await handle.embed_texts.remote([body.text])
+        hits = await handle.search.remote(q[0], body.k, body.method, body.beta)
+        return SearchResponse(model=name, method=body.method, hits=[SearchHit(**h) for h in hits])
+
+
+def build_app(args: dict[str, Any]):
+    """Application builder for ``serve run``/``serve deploy`` configs.
+
+    args: ``models``: list of ``{name, model_ref, max_batch_size?, batch_wait_timeout_s?,
+    gallery?, num_replicas?, autoscaling_config?, num_cpus?, num_gpus?}``; optional
+    ``default_model``, ``api_key_env``, ``max_images``, ``max_body_bytes``, ``max_pixels``.
+    """
+    models = args.get("models") or []
+    if not models:
+        raise ValueError("serve args: 'models' must list at least one {name, model_ref}")
+    encoders = {}
+    for m in models:
+        opts: dict[str, Any] = {"name": f"encoder-{m['name']}"}
+        batch = int(m.get("max_batch_size", 32))
+        # Batches only fill if a replica may hold at least a batch of requests.
+        opts["max_ongoing_requests"] = max(int(m.get("max_ongoing_requests", 2 * batch)), batch)
+        if "autoscaling_config" in m:
+            opts["autoscaling_config"] = m["autoscaling_config"]
+        else:
+            opts["num_replicas"] = int(m.get("num_replicas", 1))
+        opts["ray_actor_options"] = {"num_cpus": float(m.get("num_cpus", 1)), "num_gpus": float(m.get("num_gpus", 0))}
+        encoders[m["name"]] = Encoder.options(**opts).bind(
+            m["model_ref"], m["name"], batch, float(m.get("batch_wait_timeout_s", 0.005)), m.get("gallery")
+        )
+    return Gateway.bind(
+        encoders,
+        args.get("default_model"),
+        args.get("api_key_env", "VITFORGE_API_KEY"),
+        int(args.get("max_images", 64)),
+        int(args.get("max_body_bytes", 32 * 2**20)),
+        int(args.get("max_pixels", 4096 * 4096)),
+    )
