@@ -54,8 +54,14 @@ def served(ray_cluster, tmp_path_factory):
     app = build_app(
         {
             "models": [
-                {"name": "vit", "model_ref": str(vit_dir), "max_batch_size": 16},
-                {"name": "cloob", "model_ref": str(it_dir), "max_batch_size": 8, "gallery": str(gallery)},
+                {"name": "vit", "model_ref": str(vit_dir), "max_batch_size": 16, "num_cpus": 0.5},
+                {
+                    "name": "cloob",
+                    "model_ref": str(it_dir),
+                    "max_batch_size": 8,
+                    "gallery": str(gallery),
+                    "num_cpus": 0.5,
+                },
             ],
             "max_images": 8,
             "max_pixels": 512 * 512,
@@ -72,7 +78,7 @@ def served(ray_cluster, tmp_path_factory):
                 pass
             asyncio.run(asyncio.sleep(0.5))
     yield {"url": url, "vit": vit_dir, "cloob": it_dir, "root": root}
-    serve.delete("embed")
+    serve.shutdown()  # frees the CPUs the Train tests sharing this cluster need
 
 
 def post(served, path: str, **kw) -> httpx.Response:
@@ -187,8 +193,8 @@ def test_api_key_enforced(served) -> None:
 
     from vitforge.serving.app import Encoder, Gateway
 
-    enc = Encoder.options(name="encoder-secure").bind(str(served["vit"]), "vit", 4)
-    gw = Gateway.options(ray_actor_options={"runtime_env": {"env_vars": {"SECURE_KEY": "s3cret"}}})
+    enc = Encoder.options(name="encoder-secure", ray_actor_options={"num_cpus": 0.5}).bind(str(served["vit"]), "vit", 4)
+    gw = Gateway.options(ray_actor_options={"num_cpus": 0.25, "runtime_env": {"env_vars": {"SECURE_KEY": "s3cret"}}})
     serve.run(gw.bind({"vit": enc}, None, "SECURE_KEY"), name="secure", route_prefix="/secure", blocking=False)
     body = {"images": [png_b64(images(1)[0])]}
     with httpx.Client(base_url=served["url"], timeout=60) as c:

@@ -5,8 +5,6 @@ forward passes with ``@serve.batch``.
 ``serve run serve/cpu.yaml`` or, in Python, ``serve.run(build_app({...}))``.
 """
 
-from __future__ import annotations
-
 import asyncio
 import base64
 import hmac
@@ -151,7 +149,8 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
     return JSONResponse(status_code=422, content={"error": f"invalid request: {where}: {first.get('msg', exc)}"})
 
 
-@serve.deployment(max_ongoing_requests=256)
+# The ingress mostly waits on I/O and the encoders: a fraction of a CPU.
+@serve.deployment(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0.25})
 @serve.ingress(app)
 class Gateway:
     """Routes by model name, checks the API key and limits, decodes and preprocesses images."""
@@ -193,13 +192,17 @@ class Gateway:
             self._info[name] = await self.encoders[name].info.remote()
         return name, self.encoders[name], self._info[name]
 
+    def _count(self, n: int) -> None:
+        """Checked before anything is decoded."""
+        if n == 0:
+            raise BadInput("no images: send at least one")
+        if n > self.max_images:
+            raise BadInput(f"{n} images exceed the limit of {self.max_images} per request", 413)
+
     def _tensors(self, raws: list[bytes], info: dict) -> list[torch.Tensor]:
         from vitforge.train.export import preprocess
 
-        if not raws:
-            raise BadInput("no images: send at least one")
-        if len(raws) > self.max_images:
-            raise BadInput(f"{len(raws)} images exceed the limit of {self.max_images} per request", 413)
+        self._count(len(raws))
         card = {"model": {"img_size": info["img_size"]}, "normalization": info["normalization"]}
         imgs = [open_image(r, f"images[{i}]", self.max_pixels) for i, r in enumerate(raws)]
         return list(preprocess(imgs, card))
@@ -247,6 +250,7 @@ class Gateway:
         self._check_key(request)
         self._check_size(request)
         name, handle, info = await self._model(body.model)
+        self._count(len(body.images))
         raws = [b64_to_bytes(s, f"images[{i}]") for i, s in enumerate(body.images)]
         emb = await handle.embed_images.remote(self._tensors(raws, info))
         return EmbeddingResponse(
@@ -268,6 +272,7 @@ class Gateway:
         if encoding not in ("float32", "base64_float16"):
             raise BadInput("encoding must be 'float32' or 'base64_float16'")
         name, handle, info = await self._model(model)
+        self._count(len(files))
         raws = [await f.read() for f in files]
         emb = await handle.embed_images.remote(self._tensors(raws, info))
         return EmbeddingResponse(
@@ -301,6 +306,7 @@ class Gateway:
             raise BadInput("template must contain {} for the label")
         name, handle, info = await self._model(body.model)
         self._need_text(name, info)
+        self._count(len(body.images))
         raws = [b64_to_bytes(s, f"images[{i}]") for i, s in enumerate(body.images)]
         tensors = self._tensors(raws, info)
         img = torch.as_tensor(await handle.embed_images.remote(tensors))
