@@ -145,7 +145,6 @@ def serve_up(
 
     Example: vitforge serve up encoder=./runs/tiny-mae-ct/exports/2-contrastive_tuning
     """
-    import time
 
     from ray import serve
 
@@ -222,37 +221,173 @@ def serve_embed(
     typer.echo(f"wrote {out}: {emb.shape[0]} embeddings of {emb.shape[1]} dims")
 
 
-@app.command()
-def quickstart(steps: int = typer.Option(60, help="MAE steps on the digits demo.")) -> None:
-    """Demo of the models: a tiny MAE learns to reconstruct scikit-learn's real digits.
+config_app = typer.Typer(no_args_is_help=True, help="The job spec schema.")
+app.add_typer(config_app, name="config")
+jobs_app = typer.Typer(no_args_is_help=True, help="Jobs on a Ray cluster: list, status, logs, stop.")
+app.add_typer(jobs_app, name="jobs")
 
-    Example: vitforge quickstart --steps 60
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the job spec's JSON Schema (every field, type, default and allowed value).
+
+    Example: vitforge config schema > jobspec.schema.json
     """
-    import torch
-    import torch.nn.functional as F
-    from sklearn.datasets import load_digits
+    import json
 
-    import vitforge.models as m
-    from vitforge.methods import mae_param_groups
-    from vitforge.methods.mae import mae_loss
+    from vitforge.config import JobSpec
 
-    torch.manual_seed(0)
-    digits = torch.tensor(load_digits().images, dtype=torch.float32)[:, None] / 16.0  # (1797, 1, 8, 8)
-    imgs = F.interpolate(digits, size=16, mode="bilinear", align_corners=False).repeat(1, 3, 1, 1)
-    mae = m.mae_for(m.vit_test_patch4(img_size=16), "test")
-    opt = torch.optim.AdamW(mae_param_groups(mae, fast_lr=1e-3, slow_lr=1e-3))
-    typer.echo(f"tiny MAE: {m.count_params(mae):,} parameters, {len(imgs)} real 8x8 digits resized to 16x16")
-    start = time.perf_counter()
-    for step in range(steps):
-        batch = imgs[torch.randint(len(imgs), (64,))]
-        pred, mask = mae(batch)
-        loss = mae_loss(batch, pred, mask, patch_size=4)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if step % 10 == 0 or step == steps - 1:
-            typer.echo(f"step {step:4d}  mae_loss {loss.item():.4f}")
-    typer.echo(f"done in {time.perf_counter() - start:.1f}s")
+    typer.echo(json.dumps(JobSpec.model_json_schema(), indent=2))
+
+
+@config_app.command("validate")
+def config_validate(
+    spec: str = typer.Argument(..., help="Job spec YAML."),
+    overrides: list[str] = typer.Option(None, "--set", help="Override a field: --set a.b=c"),
+) -> None:
+    """Validate a spec (with overrides) and print it fully resolved.
+
+    Example: vitforge config validate jobs/mae-ct-vit-b16.yaml --set scaling.num_workers=16
+    """
+    from vitforge.config import dump_spec
+
+    typer.echo(dump_spec(_spec_or_exit(spec, overrides)), nl=False)
+
+
+@app.command()
+def submit(
+    spec: str = typer.Argument(..., help="Job spec YAML."),
+    overrides: list[str] = typer.Option(None, "--set", help="Override a field: --set a.b=c"),
+    address: str = typer.Option(None, envvar="RAY_ADDRESS", help="Ray dashboard address, e.g. http://HEAD:8265."),
+    follow: bool = typer.Option(True, help="Stream the job's logs until it ends."),
+) -> None:
+    """Submit a job spec to a Ray cluster (JobSubmissionClient) and follow its logs.
+
+    The submission id is vitforge-<job name>: re-submitting a running job follows it; re-submitting
+    a finished one starts the next attempt, which resumes from the job's checkpoints. Exit code 0
+    when the job SUCCEEDED, 1 when it FAILED or was STOPPED. RAY_AUTH_TOKEN is sent when set.
+
+    Example: vitforge submit jobs/mae-ct-vit-b16.yaml --address http://head:8265
+    """
+    from vitforge import submit as sub
+
+    job = _spec_or_exit(spec, overrides)
+    try:
+        sid, new = sub.submit(job, address)
+    except ValueError as e:
+        raise fail(str(e)) from None
+    except Exception as e:
+        raise fail(f"cannot submit to {address or 'RAY_ADDRESS'}: {e}") from None
+    typer.echo(f"{'submitted' if new else 'following running job'} {sid}")
+    if follow:
+        status = sub.follow(sid, address, out=typer.echo)
+        typer.echo(f"job {sid}: {status}")
+        raise typer.Exit(0 if status == "SUCCEEDED" else 1)
+
+
+def _jobs_client(address: str | None):
+    from vitforge import submit as sub
+
+    try:
+        return sub.client(address)
+    except Exception as e:
+        raise fail(str(e)) from None
+
+
+@jobs_app.command("list")
+def jobs_list(address: str = typer.Option(None, envvar="RAY_ADDRESS")) -> None:
+    """List submitted jobs with their status. Example: vitforge jobs list --address http://head:8265"""
+    for j in _jobs_client(address).list_jobs():
+        typer.echo(f"{j.submission_id or j.job_id}\t{j.status}\t{(j.entrypoint or '')[:60]}")
+
+
+@jobs_app.command("status")
+def jobs_status(sid: str, address: str = typer.Option(None, envvar="RAY_ADDRESS")) -> None:
+    """Print a job's status (exit 1 if FAILED/STOPPED). Example: vitforge jobs status vitforge-quickstart"""
+    status = str(_jobs_client(address).get_job_status(sid)).split(".")[-1]
+    typer.echo(status)
+    raise typer.Exit(1 if status in ("FAILED", "STOPPED") else 0)
+
+
+@jobs_app.command("logs")
+def jobs_logs(
+    sid: str, address: str = typer.Option(None, envvar="RAY_ADDRESS"), follow: bool = typer.Option(False, "--follow")
+) -> None:
+    """Print (or --follow) a job's logs. Example: vitforge jobs logs vitforge-quickstart --follow"""
+    from vitforge import submit as sub
+
+    if follow:
+        sub.follow(sid, address, out=typer.echo)
+    else:
+        typer.echo(_jobs_client(address).get_job_logs(sid), nl=False)
+
+
+@jobs_app.command("stop")
+def jobs_stop(sid: str, address: str = typer.Option(None, envvar="RAY_ADDRESS")) -> None:
+    """Stop a running job. Example: vitforge jobs stop vitforge-quickstart"""
+    typer.echo("stop requested" if _jobs_client(address).stop_job(sid) else "job was not running")
+
+
+@app.command("eval")
+def eval_cmd(
+    model_ref: str = typer.Argument(..., help="Export folder or MLflow URI models:/NAME/VERSION."),
+    source: str = typer.Argument("digits-cluttered", help="Dataset with a train and a test split."),
+    train_split: str = typer.Option("train"),
+    test_split: str = typer.Option("test"),
+    out_dir: str = typer.Option("eval", help="Where metrics.json and the plots go."),
+    probe: bool = typer.Option(True, help="Run the linear probe."),
+) -> None:
+    """k-NN, linear probe, clustering (and zero-shot for CLOOB/CLIP) of a trained encoder.
+
+    Example: vitforge eval ./runs/tiny-mae-ct/exports/2-contrastive_tuning digits-cluttered
+    """
+    from vitforge.data import DataError
+    from vitforge.eval.evaluate import evaluate
+
+    try:
+        metrics = evaluate(model_ref, source, train_split, test_split, probe=probe, out_dir=out_dir)
+    except (DataError, FileNotFoundError) as e:
+        raise fail(str(e)) from None
+    for k, v in metrics.items():
+        typer.echo(f"{k:>20}  {v:.4f}")
+    typer.echo(f"plots and metrics.json in {out_dir}/")
+
+
+@app.command("export")
+def export_cmd(
+    spec: str = typer.Argument(..., help="The job spec the checkpoint was trained with."),
+    checkpoint: str = typer.Argument(..., help="A Ray Train checkpoint folder of one stage."),
+    stage: int = typer.Option(0, help="Index of the stage in the spec."),
+    init_from: str = typer.Option(None, help="The export the stage started from (shapes only)."),
+) -> None:
+    """Consolidate a stage checkpoint (any ZeRO stage) into an export: safetensors + model card.
+
+    Example: vitforge export jobs/tiny-mae-ct.yaml runs/tiny-mae-ct-0-mae/checkpoint_... --stage 0
+    """
+    from vitforge.train.run import export_stage, load_train_data, normalization_for
+
+    job = _spec_or_exit(spec, None)
+    norm = normalization_for(job, load_train_data(job))
+    out = export_stage(job, stage, init_from, checkpoint, norm, {"from_checkpoint": checkpoint})
+    typer.echo(f"wrote {out}")
+
+
+@app.command()
+def quickstart(
+    spec: str = typer.Option(None, help="MAE-CT spec (default: jobs/quickstart.yaml's contents)."),
+    cloob: bool = typer.Option(True, help="Also run the short CLOOB job on shapes."),
+) -> None:
+    """The main job on the embedded default: local Ray, embedded MLflow, built-in data.
+
+    MAE -> NNCLR head -> contrastive tuning of a tiny ViT on digits-cluttered and a short CLOOB on
+    shapes; the MAE-CT encoder evaluated against MAE; registered in MLflow; a summary table and the
+    commands to serve and query it.
+
+    Example: vitforge quickstart
+    """
+    from vitforge.quickstart import run_quickstart
+
+    run_quickstart(spec, cloob, echo=typer.echo)
 
 
 def main() -> None:
