@@ -1,0 +1,43 @@
+"""``vitforge config`` and the shipped quickstart spec."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vitforge.cli", *args], capture_output=True, text=True, timeout=120,
+                          check=False)  # fmt: skip
+
+
+def test_schema_lists_fields_and_allowed_values() -> None:
+    r = run("config", "schema")
+    assert r.returncode == 0
+    schema = json.loads(r.stdout)
+    assert "stages" in schema["properties"] and "DeepSpeedSpec" in schema["$defs"]
+    assert schema["$defs"]["DeepSpeedSpec"]["properties"]["zero_stage"]["enum"] == [0, 1, 2, 3]
+
+
+def test_validate_resolves_overrides_and_names_bad_fields() -> None:
+    r = run("config", "validate", str(ROOT / "jobs" / "mae-ct-vit-b16.yaml"), "--set", "scaling.num_workers=16")
+    assert r.returncode == 0 and "num_workers: 16" in r.stdout
+    bad = run("config", "validate", str(ROOT / "jobs" / "tiny-cloob.yaml"), "--set", "model.pool=max")
+    assert bad.returncode == 2 and "model.pool" in bad.stderr and "'cls' or 'mean_patch'" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_every_command_has_help_with_example() -> None:
+    for cmd in (["train"], ["submit"], ["quickstart"], ["eval"], ["export"], ["serve", "up"], ["serve", "embed"],
+                ["serve", "gallery"], ["data", "export"], ["jobs", "logs"], ["config", "schema"]):  # fmt: skip
+        r = run(*cmd, "--help")
+        assert r.returncode == 0 and "Example" in r.stdout, cmd
+
+
+def test_quickstart_yaml_matches_builtin_default() -> None:
+    from vitforge.config import load_spec
+    from vitforge.quickstart import default_spec
+
+    assert load_spec(ROOT / "jobs" / "quickstart.yaml") == default_spec()
