@@ -78,22 +78,20 @@ def _spec_or_exit(path: str | None, overrides: list[str] | None):
 
 
 def _init_ray(address: str | None) -> None:
-    """Connect to ``address`` / ``RAY_ADDRESS`` if given, else start a local Ray (dashboard on)."""
+    """Connect to ``address`` / ``RAY_ADDRESS`` if given, else start a local Ray (see local_ray)."""
     import os
 
     import ray
 
     if ray.is_initialized():
         return
-    from vitforge.train.engine import cpu_accelerator_env
-
-    cpu_accelerator_env()  # workers inherit DS_ACCELERATOR=cpu from the driver's runtime env below
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address)
     else:
-        env = {k: os.environ[k] for k in ("DS_ACCELERATOR",) if k in os.environ}
-        ray.init(include_dashboard=True, runtime_env={"env_vars": env})
+        from vitforge.train.run import local_ray
+
+        local_ray()
 
 
 @app.command()
@@ -252,6 +250,42 @@ def config_validate(
     from vitforge.config import dump_spec
 
     typer.echo(dump_spec(_spec_or_exit(spec, overrides)), nl=False)
+
+
+@app.command("tune")
+def tune_cmd(
+    spec: str = typer.Argument(..., help="Job spec YAML with a 'tune' section (see jobs/tiny-ttur.yaml)."),
+    overrides: list[str] = typer.Option(None, "--set", help="Override a field: --set tune.num_samples=16"),
+    address: str = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)."),
+) -> None:
+    """Search TTUR (fast, slow) learning-rate pairs of one stage with Ray Tune (ASHA by default).
+
+    Writes trials.json, heatmap.png and best_job.yaml (a runnable spec with the best pair) under
+    <storage>/<name>-tune/; re-running resumes an interrupted search.
+
+    Example: vitforge tune jobs/tiny-ttur.yaml --set tune.num_samples=8
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from vitforge.tune import run_search
+
+    job = _spec_or_exit(spec, overrides)
+    if job.tune is None:
+        raise fail(f"{spec} has no 'tune' section")
+    _init_ray(address)
+    res = run_search(job, log=typer.echo)
+    table = Table(title=f"TTUR search {job.name}: {job.tune.metric}")
+    for col in ("trial", "fast lr", "slow lr", job.tune.metric, "epochs", "status"):
+        table.add_column(col)
+    for r in res.table:
+        metric = "" if r["metric"] is None else f"{r['metric']:.4f}"
+        table.add_row(r["trial_id"], f"{r['fast_lr']:.2e}", f"{r['slow_lr']:.2e}", metric, str(r["epochs"]),
+                      r["status"] if not r["error"] else f"ERROR: {r['error'][:40]}")  # fmt: skip
+    Console().print(table)
+    typer.echo(
+        f"heatmap {res.heatmap_path}\nbest spec {res.best_spec_path}\ncompute {res.compute_worker_s:.0f} worker-s"
+    )
 
 
 @app.command()

@@ -133,6 +133,37 @@ class TrackingSpec(Spec):
     report_every_steps: int = Field(50, gt=0)  # metrics sent to Ray Train (a barrier): rarely
 
 
+class TuneSpec(Spec):
+    """A TTUR search over (fast, slow) learning rates of one stage, optionally with other fields."""
+
+    stage: int = -1  # index into stages; -1 = the last stage
+    fast_lr: tuple[float, float] = (1e-4, 1e-2)  # log-uniform range
+    slow_lr: tuple[float, float] | None = (1e-5, 1e-3)  # log-uniform range, or None to use ratio
+    ratio: tuple[float, float] | None = None  # fast / slow, log-uniform; ratio >= 1 enforces fast >= slow
+    grid: dict[str, list[float]] | None = None  # {"fast_lr": [...], "slow_lr": [...]}: every pair
+    extra: dict[str, list[Any]] = Field(default_factory=dict)  # field path -> choices, e.g. stages.0.topk
+    search_alg: Literal["random", "optuna", "grid"] = "random"
+    scheduler: Literal["asha", "none"] = "asha"
+    metric: Literal["epoch_loss", "knn20"] = "epoch_loss"
+    num_samples: int = Field(8, ge=1)
+    grace_period: int = Field(1, ge=1)  # epochs before ASHA may stop a trial
+    reduction_factor: int = Field(3, ge=2)
+    mode: Literal["train", "direct"] = "direct"  # a Ray Train run per trial, or in-process
+    max_concurrent_trials: int | None = Field(None, ge=1)  # None: derived from the cluster
+
+    @model_validator(mode="after")
+    def _ranges(self) -> TuneSpec:
+        for name in ("fast_lr", "slow_lr", "ratio"):
+            r = getattr(self, name)
+            if r is not None and not 0 < r[0] <= r[1]:
+                raise ValueError(f"tune.{name} must be [low, high] with 0 < low <= high, got {list(r)}")
+        if self.search_alg == "grid" and not self.grid:
+            raise ValueError("tune.search_alg 'grid' needs tune.grid with fast_lr and slow_lr lists")
+        if self.slow_lr is None and self.ratio is None:
+            raise ValueError("tune needs slow_lr or ratio")
+        return self
+
+
 class JobSpec(Spec):
     name: str = Field("quickstart", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     seed: int = 0
@@ -144,6 +175,7 @@ class JobSpec(Spec):
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     init_from: str | None = None  # an export directory to start the first stage from
+    tune: TuneSpec | None = None
 
     @field_validator("stages")
     @classmethod

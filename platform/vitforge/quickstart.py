@@ -65,10 +65,9 @@ def run_quickstart(spec_path: str | None, cloob: bool, echo: Callable[[str], Non
     console = Console()
     cpu_accelerator_env()
     if not ray.is_initialized():
-        import os
+        from vitforge.train.run import local_ray
 
-        ray.init(include_dashboard=True, runtime_env={"env_vars": {"DS_ACCELERATOR": os.environ["DS_ACCELERATOR"]}}
-                 if "DS_ACCELERATOR" in os.environ else None)  # fmt: skip
+        local_ray()
     spec = load_spec(spec_path) if spec_path else default_spec()
     t0 = time.perf_counter()
     results = run_job(spec, log=lambda m: console.print(f"[bold cyan]vitforge[/] {m}"))

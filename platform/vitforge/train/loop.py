@@ -48,6 +48,7 @@ class WorkerContext:
     log: Callable[[str], None] = print
     history: list[dict] = field(default_factory=list)
     probe_out: str | None = None  # rank 0 writes the final encoder's embeddings of a fixed probe here
+    eval_fn: Callable[[torch.nn.Module], dict] | None = None  # run by every rank at each epoch end
 
 
 def plan(spec: JobSpec, stage_index: int, num_rows: int) -> tuple[int, int]:
@@ -142,6 +143,7 @@ def run_stage(ctx: WorkerContext, spec: JobSpec, stage_index: int) -> dict:
     log_every = spec.tracking.log_every_steps
     report_every = spec.tracking.report_every_steps
     pending: list[dict] = []
+    epoch_loss, epoch_steps = torch.zeros(()), 0
     metrics: dict = {}
     window_t, window_imgs = time.perf_counter(), 0
     engine.train()
@@ -172,9 +174,12 @@ def run_stage(ctx: WorkerContext, spec: JobSpec, stage_index: int) -> dict:
             if hasattr(task, "head"):
                 task.head.update_target()
             step += 1
+            epoch_loss += loss.detach().float().cpu()
+            epoch_steps += 1
             last = step == total
             checkpoint_now = step % every == 0 or last
-            if step % log_every == 0 or checkpoint_now:
+            epoch_end = step % steps_per_epoch == 0 or last
+            if step % log_every == 0 or checkpoint_now or epoch_end:
                 loss_avg = loss.detach().float().clone()
                 if ctx.world_size > 1:
                     dist.all_reduce(loss_avg)
@@ -194,6 +199,15 @@ def run_stage(ctx: WorkerContext, spec: JobSpec, stage_index: int) -> dict:
                 if peak:
                     metrics["mfu"] = ips * flops_per_img / peak
                 metrics.update(_system_metrics(device))
+                if epoch_end:  # the epoch's mean loss over ranks, and the evaluation hook (all ranks)
+                    mean = (epoch_loss / max(epoch_steps, 1)).to(device)
+                    if ctx.world_size > 1:
+                        dist.all_reduce(mean)
+                        mean /= ctx.world_size
+                    metrics["epoch_loss"] = mean.item()
+                    epoch_loss, epoch_steps = torch.zeros(()), 0
+                    if ctx.eval_fn is not None:
+                        metrics.update(ctx.eval_fn(task))
                 ctx.history.append(metrics)
                 pending.append(metrics)
             # ray.train.report is a barrier with a controller round trip (~0.5 s here): every rank

@@ -32,6 +32,19 @@ class StageResult:
     skipped: bool = False
 
 
+def local_ray() -> None:
+    """A local Ray for one machine: logical CPUs at twice the cores, so Ray Data's decode tasks still
+    find a CPU while every core runs a Train worker (else the map stage waits forever); the
+    dashboard on (finished Train runs otherwise leak placement groups); DS_ACCELERATOR passed on."""
+    import ray
+
+    from vitforge.train.engine import cpu_accelerator_env
+
+    cpu_accelerator_env()
+    env = {k: os.environ[k] for k in ("DS_ACCELERATOR",) if k in os.environ}
+    ray.init(num_cpus=max(4, 2 * (os.cpu_count() or 1)), include_dashboard=True, runtime_env={"env_vars": env})
+
+
 def job_dir(spec: JobSpec) -> Path:
     return Path(spec.checkpoint.storage_path).expanduser().resolve() / spec.name
 
@@ -97,6 +110,7 @@ def run_stage_on_ray(
     probe_out: str | None = None,
     tracker_config: dict | None = None,
     run_id: str | None = None,
+    extra_callbacks: list | None = None,
 ):
     """Fit one stage with a ``TorchTrainer``; returns the Ray Train ``Result``.
 
@@ -143,7 +157,7 @@ def run_stage_on_ray(
             else spec.checkpoint.storage_path,
             checkpoint_config=CheckpointConfig(num_to_keep=spec.checkpoint.keep),
             failure_config=FailureConfig(max_failures=spec.checkpoint.max_failures),
-            callbacks=[metrics_callback(tracker_config or {}, run_id, str(history))],
+            callbacks=[metrics_callback(tracker_config or {}, run_id, str(history)), *(extra_callbacks or [])],
             worker_runtime_env={"env_vars": {"DS_ACCELERATOR": "cpu"}} if not sc.use_gpu else None,
         ),
         datasets=None if use_local else {"train": to_ray(ds, maker, batch_size=64, num_cpus=0.5)},
@@ -186,7 +200,7 @@ def run_job(
 
     cpu_accelerator_env()
     if not ray.is_initialized():
-        ray.init()
+        local_ray()
     if tracker is None and spec.tracking.enabled:
         tracker = Tracker(spec.tracking.tracking_uri, spec.tracking.experiment or spec.name)
     ds = load_train_data(spec)
