@@ -8,7 +8,9 @@ TORCH_INDEX ?=
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -q --disable-pip-version-check
 
-.PHONY: setup quickstart test test-fast lint format bench clean
+TOOLS ?= .venv-tools
+
+.PHONY: setup tools quickstart test test-fast lint format bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +23,14 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 setup: $(VENV)/.installed
 
+# Tools kept out of the project's environment (checkov pins old versions of shared packages).
+$(TOOLS)/.installed: Makefile
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -q --disable-pip-version-check "checkov==3.3.30"
+	touch $@
+
+tools: $(TOOLS)/.installed
+
 quickstart: setup
 	$(VENV)/bin/vitforge quickstart
 
@@ -28,7 +38,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: lint
+test: lint tools
 	$(PY) -m pytest
 
 test-fast: setup
@@ -42,4 +52,4 @@ bench: setup
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache

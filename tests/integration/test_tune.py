@@ -1,0 +1,57 @@
+"""Ray Tune TTUR searches on the real local cluster, tiny models, one worker per trial."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vitforge.config import load_spec
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_asha_search_writes_table_heatmap_best_spec_and_mlflow(ray_cluster, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    from vitforge.tune import run_search
+
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    spec = load_spec(
+        ROOT / "jobs" / "tiny-ttur.yaml",
+        [f"checkpoint.storage_path={tmp_path}", f"tracking.tracking_uri={uri}", "tune.num_samples=6",
+         "stages.0.epochs=4", "tune.max_concurrent_trials=2"],
+    )  # fmt: skip
+    res = run_search(spec)
+    assert len(res.table) == 6 and all(r["status"] == "TERMINATED" for r in res.table)
+    epochs = [r["epochs"] for r in res.table]
+    assert max(epochs) == 4 and min(epochs) < 4, epochs  # ASHA stopped the worst trials early
+    metrics = [r["metric"] for r in res.table]
+    assert metrics == sorted(metrics)  # sorted, best (lowest loss) first
+    assert res.heatmap_path.read_bytes()[:4] == b"\x89PNG"
+    best = load_spec(res.best_spec_path)  # a runnable job spec with the best pair written in
+    assert best.tune is None and best.stages[0].optimizer.fast_lr == pytest.approx(res.best["fast_lr"])
+    assert json.loads((res.out_dir / "trials.json").read_text())[0]["trial_id"] == res.best["trial_id"]
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("tiny-ttur").experiment_id])
+    parent = next(r for r in runs if r.info.run_name == "tiny-ttur-tune")
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 6 and parent.data.tags["best.trial"] == res.best["trial_id"]
+    assert float(parent.data.tags["best.fast_lr"]) == pytest.approx(res.best["fast_lr"])
+    assert any(a.path == "plots/heatmap.png" for a in client.list_artifacts(parent.info.run_id, "plots"))
+
+
+def test_absurd_lr_trial_fails_alone(ray_cluster, tmp_path: Path) -> None:
+    from vitforge.tune import run_search
+
+    spec = load_spec(
+        ROOT / "jobs" / "tiny-ttur.yaml",
+        [f"checkpoint.storage_path={tmp_path}", "tracking.enabled=false", "tune.search_alg=grid",
+         "tune.grid={fast_lr: [0.001, 1000000.0], slow_lr: [0.001]}", "tune.scheduler=none", "deepspeed.grad_clip=0",
+         "stages.0.epochs=2", "name=ttur-fail"],
+    )  # fmt: skip
+    res = run_search(spec)
+    by_lr = {r["fast_lr"]: r for r in res.table}
+    assert by_lr[1e6]["status"] == "ERROR" and "loss is" in by_lr[1e6]["error"]
+    assert by_lr[1e-3]["status"] == "TERMINATED" and by_lr[1e-3]["epochs"] == 2
+    assert res.best["fast_lr"] == 1e-3
