@@ -124,6 +124,7 @@ def test_security_scan_has_no_unexplained_failures(tmp_path: Path) -> None:
         )
     r = subprocess.run(
         [str(CHECKOV), "-d", str(tmp_path), "--framework", "kubernetes", "-o", "json", "--compact", "--quiet",
+         "--skip-download",
          "--skip-check", ",".join(CHECKOV_SKIPS)],
         capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
