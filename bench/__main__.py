@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHMARKS = ["mae_step", "loader", "ray_overhead"]
+BENCHMARKS = ["mae_step", "ray_overhead", "zero_memory", "loader", "serve", "tune_asha", "gpu"]
 
 
 def main() -> None:
