@@ -27,12 +27,49 @@ def _dist_init() -> None:
     dist.init_process_group("nccl", rank=0, world_size=1)
 
 
+def _make_step(mode: str, mae, groups: list[dict], imgs, patch: int, batch: int):
+    """One optimizer step of the MAE: torch.compile'd AdamW in bf16 autocast, or a DeepSpeed ZeRO-2
+    bf16 engine (compiled)."""
+    import torch
+
+    from vitforge.methods.mae import mae_loss
+
+    if mode.startswith("DeepSpeed"):
+        import deepspeed
+
+        _dist_init()
+        engine, *_ = deepspeed.initialize(
+            model=mae, optimizer=torch.optim.AdamW(groups, fused=True),
+            config={"train_micro_batch_size_per_gpu": batch, "bf16": {"enabled": True},
+                    "zero_optimization": {"stage": 2}, "zero_allow_untested_optimizer": True,
+                    "gradient_clipping": 1.0, "steps_per_print": 10**9},
+        )  # fmt: skip
+        engine.compile()
+
+        def ds_step() -> None:
+            pred, mask = engine(imgs)
+            engine.backward(mae_loss(imgs, pred.float(), mask, patch))
+            engine.step()
+
+        return ds_step
+    opt = torch.optim.AdamW(groups, fused=True)
+    model = torch.compile(mae)
+
+    def step() -> None:
+        with torch.autocast("cuda", torch.bfloat16):
+            pred, mask = model(imgs)
+        mae_loss(imgs, pred.float(), mask, patch).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step
+
+
 def run(smoke: bool = False, batch: int = 128) -> list[dict]:
     import torch
 
     import vitforge.models as m
     from vitforge.methods import mae_param_groups
-    from vitforge.methods.mae import mae_loss
     from vitforge.train.flops import peak_flops, transformer_flops
 
     if not torch.cuda.is_available():
@@ -54,38 +91,9 @@ def run(smoke: bool = False, batch: int = 128) -> list[dict]:
             groups = [{k: v for k, v in g.items() if k not in ("group", "lr_scale")}
                       for g in mae_param_groups(mae, 1.5e-4, 1.5e-4)]  # fmt: skip
             imgs = torch.randn(batch, 3, 224, 224, device="cuda")
-            if mode.startswith("DeepSpeed"):
-                import deepspeed
+            step = _make_step(mode, mae, groups, imgs, patch, batch)
 
-                _dist_init()
-                engine, *_ = deepspeed.initialize(
-                    model=mae, optimizer=torch.optim.AdamW(groups, fused=True),
-                    config={"train_micro_batch_size_per_gpu": batch, "bf16": {"enabled": True},
-                            "zero_optimization": {"stage": 2}, "zero_allow_untested_optimizer": True,
-                            "gradient_clipping": 1.0, "steps_per_print": 10**9},
-                )  # fmt: skip
-                engine.compile()
-
-                def step() -> None:
-                    pred, mask = engine(imgs)
-                    engine.backward(mae_loss(imgs, pred.float(), mask, patch))
-                    engine.step()
-            else:
-                opt = torch.optim.AdamW(groups, fused=True)
-                model = torch.compile(mae)
-
-                def step() -> None:
-                    with torch.autocast("cuda", torch.bfloat16):
-                        pred, mask = model(imgs)
-                    mae_loss(imgs, pred.float(), mask, patch).backward()
-                    opt.step()
-                    opt.zero_grad(set_to_none=True)
-
-            def timed() -> None:
-                step()
-                torch.cuda.synchronize()
-
-            t = timeit(timed, *steps)
+            t = timeit(lambda step=step: (step(), torch.cuda.synchronize()), *steps)
             ips = batch / t["median_s"]
             rows.append({"model": f"ViT-{size[0].upper()}/{patch} MAE", "mode": mode, "batch": batch,
                          "img_per_s": ips, "step_ms": 1000 * t["median_s"],
