@@ -114,7 +114,7 @@ def train(
     job = _spec_or_exit(spec, overrides)
     _init_ray(address)
     console = Console()
-    results = run_job(job, log=lambda msg: console.print(f"[bold cyan]vitforge[/] {msg}"))
+    results = run_job(job, log=lambda msg: console.print(f"[bold cyan]vitforge[/] {msg}"), show=True)
     table = Table(title=f"job {job.name}")
     for col in ("stage", "wall s", "steps", "loss first -> last", "img/s total", "export"):
         table.add_column(col)

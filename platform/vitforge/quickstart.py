@@ -70,7 +70,7 @@ def run_quickstart(spec_path: str | None, cloob: bool, echo: Callable[[str], Non
         local_ray()
     spec = load_spec(spec_path) if spec_path else default_spec()
     t0 = time.perf_counter()
-    results = run_job(spec, log=lambda m: console.print(f"[bold cyan]vitforge[/] {m}"))
+    results = run_job(spec, log=lambda m: console.print(f"[bold cyan]vitforge[/] {m}"), show=True)
     mae_export, final_export = results[0].export_dir, results[-1].export_dir
     tracker = Tracker(spec.tracking.tracking_uri, spec.tracking.experiment or spec.name, check=False)
     table = Table(title="quickstart: digits-cluttered, held-out split")
@@ -89,7 +89,7 @@ def run_quickstart(spec_path: str | None, cloob: bool, echo: Callable[[str], Non
     zs = None
     if cloob:
         cspec = load_spec(data=yaml.safe_load(CLOOB_YAML))
-        cres = run_job(cspec, log=lambda m: console.print(f"[bold cyan]vitforge[/] {m}"))
+        cres = run_job(cspec, log=lambda m: console.print(f"[bold cyan]vitforge[/] {m}"), show=True)
         zs = evaluate(cres[-1].export_dir, "shapes", ks=(20,), probe=False, cluster=False,
                       builtin_options={"n": 2000, "size": 32})  # fmt: skip
         evals["CLOOB"] = zs

@@ -42,7 +42,13 @@ def local_ray() -> None:
 
     cpu_accelerator_env()
     env = {k: os.environ[k] for k in ("DS_ACCELERATOR",) if k in os.environ}
-    ray.init(num_cpus=max(4, 2 * (os.cpu_count() or 1)), include_dashboard=True, runtime_env={"env_vars": env})
+    # Worker logs stay in the session's log folder; the driver shows progress bars instead.
+    ray.init(
+        num_cpus=max(4, 2 * (os.cpu_count() or 1)),
+        include_dashboard=True,
+        log_to_driver=False,
+        runtime_env={"env_vars": env},
+    )
 
 
 def job_dir(spec: JobSpec) -> Path:
@@ -186,6 +192,7 @@ def run_job(
     log: Callable[[str], None] = print,
     probe_dir: str | None = None,
     tracker: Tracker | None = None,
+    show: bool = False,
 ) -> list[StageResult]:
     """Run every stage of the job in order on the connected (or a new local) Ray cluster.
 
@@ -225,6 +232,8 @@ def run_job(
                 tracker.log_dict(child, deepspeed_config(spec, micro), "deepspeed_config.json")
             t0 = time.perf_counter()
             probe = str(Path(probe_dir) / f"{i}.pt") if probe_dir else None
+            history_path = job_dir(spec) / f"history-{i}-{stage.name}.jsonl"
+            watcher = _Progress(history_path, f"{i}-{stage.name}", _planned_steps(spec, i, len(ds))) if show else None
             result = run_stage_on_ray(
                 spec,
                 i,
@@ -236,6 +245,8 @@ def run_job(
                 run_id=child,
             )
             wall = time.perf_counter() - t0
+            if watcher:
+                watcher.stop()
             if result.error:
                 raise result.error
             final = {k: v for k, v in result.metrics.items() if k != "history"}
@@ -244,7 +255,6 @@ def run_job(
                 if child:
                     extra["mlflow_run_id"] = child
                 export = export_stage(spec, i, init_from, d, normalization, extra)
-            history_path = job_dir(spec) / f"history-{i}-{stage.name}.jsonl"
             history = [json.loads(x) for x in history_path.read_text().splitlines()] if history_path.exists() else []
             log(
                 f"stage {i} {stage.name}: done in {wall:.1f}s,"
@@ -272,6 +282,46 @@ def run_job(
     if tracker:
         tracker.end_run(parent)
     return results
+
+
+def _planned_steps(spec: JobSpec, i: int, rows: int) -> int:
+    from vitforge.train.loop import plan
+
+    return plan(spec, i, rows)[1]
+
+
+class _Progress:
+    """A rich progress bar fed by the stage's metric history file (written by the Train callback)."""
+
+    def __init__(self, path: Path, name: str, total: int) -> None:
+        import threading
+
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.path, self._stop = path, threading.Event()
+        columns = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}")]
+        self.bar = Progress(*columns, TextColumn("{task.fields[info]}"), TimeElapsedColumn())
+        self.task = self.bar.add_task(f"stage {name}", total=total, info="starting workers")
+        self.bar.start()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _refresh(self) -> None:
+        lines = self.path.read_text().splitlines() if self.path.exists() else []
+        if lines:
+            last = json.loads(lines[-1])
+            info = f"loss {last.get('loss', float('nan')):.4f}  {last.get('img_per_s_total', 0):.0f} img/s"
+            self.bar.update(self.task, completed=last.get("step", 0), info=info)
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self._refresh()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=2)
+        self._refresh()
+        self.bar.stop()
 
 
 def _start_job_run(tracker: Tracker, spec: JobSpec) -> str | None:
