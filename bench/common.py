@@ -69,3 +69,18 @@ def _fmt(v: object) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return "" if v is None else str(v)
+
+
+def bench_main(name: str, title: str, run, cols: list[str], argv: list[str] | None, doc: str | None) -> list[dict]:
+    """The shared command line of a benchmark: ``--smoke`` runs tiny configs and writes nothing."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="tiny configuration, seconds; no results written")
+    args = ap.parse_args(argv)
+    rows = run(args.smoke)
+    if rows:
+        print_table(title, rows, cols)
+        if not args.smoke:
+            save(name, rows)
+    return rows

@@ -9,14 +9,13 @@ ViT-B/16 MAE forward+backward at batch 8, measured in the same run. Goal: ratio 
 
 from __future__ import annotations
 
-import argparse
 import io
 
 import numpy as np
 import torch
 from PIL import Image
 
-from bench.common import pin_threads, print_table, save, timeit
+from bench.common import bench_main, pin_threads, timeit
 
 
 def _jpegs(n: int, w: int, h: int) -> list[bytes]:
@@ -66,15 +65,11 @@ def run(smoke: bool = False) -> list[dict]:
     return rows
 
 
+COLS = ["what", "size", "img_per_s", "ratio_vs_step"]
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--smoke", action="store_true")
-    args = ap.parse_args(argv)
-    rows = run(args.smoke)
-    print_table("Loader vs step demand (per worker)", rows, ["what", "size", "img_per_s", "ratio_vs_step"])
-    if not args.smoke:
-        save("loader", rows)
-    return rows
+    return bench_main("loader", "Loader vs step demand (per worker)", run, COLS, argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,9 @@ decoder 512 wide / 8 deep / 16 heads), measured in the same process with the sam
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 
-from bench.common import pin_threads, print_table, save, timeit
+from bench.common import bench_main, pin_threads, timeit
 
 
 def build_pair(size: str, img: int, patch: int, device: str) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -83,17 +81,11 @@ def run(smoke: bool = False, device: str | None = None) -> list[dict]:
     return rows
 
 
+COLS = ["impl", "config", "params", "step_s_median", "img_per_s", "speedup_vs_hf"]
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--smoke", action="store_true")
-    args = ap.parse_args(argv)
-    rows = run(smoke=args.smoke)
-    print_table(
-        "MAE forward+backward step", rows, ["impl", "config", "params", "step_s_median", "img_per_s", "speedup_vs_hf"]
-    )
-    if not args.smoke:
-        save("mae_step", rows)
-    return rows
+    return bench_main("mae_step", "MAE forward+backward step", run, COLS, argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ Goal: Ray Train costs under 5% of throughput.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import socket
@@ -17,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import print_table, save
+from bench.common import bench_main
 
 
 def _spec(steps: int, storage: str):
@@ -133,19 +132,11 @@ def run(smoke: bool = False) -> list[dict]:
     ]  # fmt: skip
 
 
+COLS = ["runner", "steps", "img_per_s", "img_per_s_each", "throughput_vs_torch", "wall_s"]
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--smoke", action="store_true")
-    args = ap.parse_args(argv)
-    rows = run(args.smoke)
-    print_table(
-        "Ray Train overhead (same loop, same loader)",
-        rows,
-        ["runner", "steps", "img_per_s", "img_per_s_each", "throughput_vs_torch", "wall_s"],
-    )
-    if not args.smoke:
-        save("ray_overhead", rows)
-    return rows
+    return bench_main("ray_overhead", "Ray Train overhead (same loop, same loader)", run, COLS, argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ machine's cores: its own CPU time is reported next to each row.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import io
@@ -20,7 +19,7 @@ import time
 
 import numpy as np
 
-from bench.common import pin_threads, print_table, save, timeit
+from bench.common import bench_main, pin_threads, timeit
 
 
 def _png(size: int, seed: int) -> str:
@@ -124,17 +123,11 @@ def run(smoke: bool = False) -> list[dict]:
     return rows
 
 
+COLS = ["what", "clients", "img_per_s", "p50_ms", "p99_ms", "errors", "client_cpu_s", "vs_in_process", "vs_non_batched"]
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--smoke", action="store_true")
-    args = ap.parse_args(argv)
-    rows = run(args.smoke)
-    print_table("Serve: images/s and latency (one CPU replica)", rows,
-                ["what", "clients", "img_per_s", "p50_ms", "p99_ms", "errors", "client_cpu_s", "vs_in_process",
-                 "vs_non_batched"])  # fmt: skip
-    if not args.smoke:
-        save("serve", rows)
-    return rows
+    return bench_main("serve", "Serve: images/s and latency (one CPU replica)", run, COLS, argv, __doc__)
 
 
 if __name__ == "__main__":

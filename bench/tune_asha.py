@@ -7,11 +7,10 @@ slow) on the same budget. Goal: ASHA within 1% of the grid's best at <= 40% of i
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
-from bench.common import print_table, save
+from bench.common import bench_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,17 +54,22 @@ def run(smoke: bool = False) -> list[dict]:
     return rows
 
 
+COLS = [
+    "search",
+    "trials",
+    "best_epoch_loss",
+    "best_fast_lr",
+    "best_slow_lr",
+    "compute_worker_s",
+    "compute_vs_grid",
+    "best_vs_grid",
+]
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--smoke", action="store_true")
-    args = ap.parse_args(argv)
-    rows = run(args.smoke)
-    cols = ["search", "trials", "best_epoch_loss", "best_fast_lr", "best_slow_lr", "compute_worker_s",
-            "compute_vs_grid", "best_vs_grid"]  # fmt: skip
-    print_table("TTUR search: ASHA vs grid (MAE on digits, lower loss is better)", rows, cols)
-    if not args.smoke:
-        save("tune_asha", rows)
-    return rows
+    return bench_main(
+        "tune_asha", "TTUR search: ASHA vs grid (MAE on digits, lower loss is better)", run, COLS, argv, __doc__
+    )
 
 
 if __name__ == "__main__":

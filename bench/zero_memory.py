@@ -6,12 +6,11 @@ Train workers, read from the DeepSpeed engines, against ZeRO-0 and the ideal 1/N
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 from pathlib import Path
 
-from bench.common import print_table, save
+from bench.common import bench_main
 
 
 def run(smoke: bool = False) -> list[dict]:
@@ -53,16 +52,11 @@ def run(smoke: bool = False) -> list[dict]:
     return rows
 
 
+COLS = ["zero", "param_MiB", "grad_MiB", "optimizer_MiB", "param_plus_opt_vs_zero0", "ideal_vs_zero0"]
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--smoke", action="store_true")
-    args = ap.parse_args(argv)
-    rows = run(args.smoke)
-    cols = ["zero", "param_MiB", "grad_MiB", "optimizer_MiB", "param_plus_opt_vs_zero0", "ideal_vs_zero0"]
-    print_table("ZeRO per-worker state (largest rank)", rows, cols)
-    if not args.smoke:
-        save("zero_memory", rows)
-    return rows
+    return bench_main("zero_memory", "ZeRO per-worker state (largest rank)", run, COLS, argv, __doc__)
 
 
 if __name__ == "__main__":

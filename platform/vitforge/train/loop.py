@@ -296,6 +296,41 @@ def train_loop_per_worker(config: dict) -> None:
         out.write_text(json.dumps(metrics.get("memory", {})))
 
 
+def init_single_process(use_gpu: bool) -> None:
+    """A one-rank process group (gloo, or NCCL on GPU) for running the loop without Ray."""
+    import os
+
+    if dist.is_initialized():
+        return
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1")
+    dist.init_process_group("nccl" if use_gpu else "gloo", rank=0, world_size=1)
+
+
+def local_context(spec: JobSpec, stage_index: int, report: Callable[[dict, str | None], None], **kw):
+    """A one-worker ``WorkerContext`` over the in-process loader; returns it and the normalization."""
+    from vitforge.data.pipeline import iter_batches
+    from vitforge.train.run import load_train_data, make_batch_maker, normalization_for
+
+    eng.cpu_accelerator_env()
+    init_single_process(spec.scaling.use_gpu)
+    ds = load_train_data(spec)
+    norm = normalization_for(spec, ds)
+    maker = make_batch_maker(spec, stage_index, norm)
+    micro = spec.stages[stage_index].global_batch_size // spec.deepspeed.grad_accum
+    ctx = WorkerContext(
+        rank=0,
+        world_size=1,
+        local_rank=0,
+        batches=lambda epoch: iter_batches(ds, maker, micro, epoch, drop_last=True),
+        report=report,
+        num_train_rows=len(ds),
+        **kw,
+    )
+    return ctx, norm
+
+
 def run_local(
     spec: JobSpec,
     stage_index: int,
@@ -308,39 +343,13 @@ def run_local(
 
     Checkpoints go to ``checkpoint_root/step-N``. Returns the context with the metric history.
     """
-    import os
     import shutil
-
-    from vitforge.data.pipeline import iter_batches
-    from vitforge.train.run import load_train_data, make_batch_maker, normalization_for
-
-    eng.cpu_accelerator_env()
-    if not dist.is_initialized():
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(_free_port()))
-        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1")
-        dist.init_process_group("nccl" if spec.scaling.use_gpu else "gloo", rank=0, world_size=1)
-    ds = load_train_data(spec)
-    maker = make_batch_maker(spec, stage_index, normalization_for(spec, ds))
-    stage = spec.stages[stage_index]
-    micro = stage.global_batch_size // spec.deepspeed.grad_accum
 
     def report(metrics: dict, directory: str | None) -> None:
         if directory:
-            dst = Path(checkpoint_root) / f"step-{metrics['step']}"
-            shutil.copytree(directory, dst, dirs_exist_ok=True)
+            shutil.copytree(directory, Path(checkpoint_root) / f"step-{metrics['step']}", dirs_exist_ok=True)
 
-    ctx = WorkerContext(
-        rank=0,
-        world_size=1,
-        local_rank=0,
-        batches=lambda epoch: iter_batches(ds, maker, micro, epoch, drop_last=True),
-        report=report,
-        resume_dir=resume_dir,
-        init_from=init_from,
-        num_train_rows=len(ds),
-        probe_out=probe_out,
-    )
+    ctx, _ = local_context(spec, stage_index, report, resume_dir=resume_dir, init_from=init_from, probe_out=probe_out)
     run_stage(ctx, spec, stage_index)
     return ctx
 

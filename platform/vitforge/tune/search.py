@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,32 +76,16 @@ def _tracker(cfg: dict | None):
 
 def direct_trial(config: dict[str, Any]) -> None:
     """One trial in-process (one worker): the stage loop with a report to Tune per epoch."""
-    import socket
     import tempfile
 
     import ray.tune
-    import torch.distributed as dist
 
-    from vitforge.data.pipeline import iter_batches
     from vitforge.eval.hook import knn_hook
-    from vitforge.train import engine as eng
-    from vitforge.train.loop import WorkerContext, run_stage
-    from vitforge.train.run import load_train_data, make_batch_maker, normalization_for
+    from vitforge.train.loop import local_context, run_stage
 
     meta = config.pop("_vitforge")
     spec = trial_spec(JobSpec.model_validate(meta["spec"]), config)
     i = stage_index(JobSpec.model_validate(meta["spec"]))
-    eng.cpu_accelerator_env()
-    if not dist.is_initialized():
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
-        dist.init_process_group("nccl" if spec.scaling.use_gpu else "gloo", rank=0, world_size=1)
-    ds = load_train_data(spec)
-    norm = normalization_for(spec, ds)
-    maker = make_batch_maker(spec, i, norm)
-    micro = spec.stages[i].global_batch_size // spec.deepspeed.grad_accum
     tracker = _tracker(meta.get("tracker"))
     ctx_tune = ray.tune.get_context()
     run_id = tracker.start_run(f"trial-{ctx_tune.get_trial_id()}", meta.get("parent_run")) if tracker else None
@@ -119,18 +102,11 @@ def direct_trial(config: dict[str, Any]) -> None:
     resume = ray.tune.get_checkpoint()
     with tempfile.TemporaryDirectory() as tmp:
         resume_dir = resume.to_directory(tmp) if resume else None
-        ctx = WorkerContext(
-            rank=0,
-            world_size=1,
-            local_rank=0,
-            batches=lambda epoch: iter_batches(ds, maker, micro, epoch, drop_last=True),
-            report=report,
-            resume_dir=resume_dir,
-            init_from=meta.get("init_from"),
-            num_train_rows=len(ds),
-            eval_fn=knn_hook(spec, norm) if meta["metric"] == "knn20" else None,
-            log=lambda m: None,
+        ctx, norm = local_context(
+            spec, i, report, resume_dir=resume_dir, init_from=meta.get("init_from"), log=lambda m: None
         )
+        if meta["metric"] == "knn20":
+            ctx.eval_fn = knn_hook(spec, norm)
         try:
             run_stage(ctx, spec, i)
         except BaseException:
