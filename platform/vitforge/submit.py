@@ -21,16 +21,26 @@ TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
 
 def client(address: str | None = None):
-    """A ``JobSubmissionClient`` for ``address`` / ``RAY_ADDRESS``; ``RAY_AUTH_TOKEN`` from the
-    environment is sent as a bearer token when set (Ray's token authentication)."""
+    """A ``JobSubmissionClient`` for ``address`` / ``RAY_ADDRESS``, sending Ray's auth token (see
+    :func:`auth_token`) as a bearer token when there is one (Ray 2.60 token authentication)."""
     from ray.job_submission import JobSubmissionClient
 
     address = address or os.environ.get("RAY_ADDRESS")
     if not address:
         raise ValueError("no Ray cluster address: pass --address http://HEAD:8265 or set RAY_ADDRESS")
-    token = os.environ.get("RAY_AUTH_TOKEN")
+    token = auth_token()
     headers = {"Authorization": f"Bearer {token}"} if token else None
     return JobSubmissionClient(address, headers=headers)
+
+
+def auth_token() -> str | None:
+    """Ray's auth token: ``RAY_AUTH_TOKEN``, else the file at ``RAY_AUTH_TOKEN_PATH`` or
+    ``~/.ray/auth_token`` (where ``ray start`` writes it); None when there is none."""
+    token = os.environ.get("RAY_AUTH_TOKEN")
+    if token:
+        return token.strip()
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    return path.read_text().strip() if path.is_file() else None
 
 
 def submission_id(spec: JobSpec, attempt: int = 0) -> str:

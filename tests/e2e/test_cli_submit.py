@@ -32,6 +32,12 @@ def ray_head(tmp_path_factory):
            "--object-store-memory=150000000", "--include-dashboard=true", f"--temp-dir={tmp / 'ray'}"]  # fmt: skip
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180, check=False)
     assert r.returncode == 0, r.stderr[-3000:]
+    # Token authentication is on: clients pass the head's token from the environment.
+    from vitforge.submit import auth_token
+
+    token = auth_token()
+    if token:
+        env["RAY_AUTH_TOKEN"] = token
     yield {"address": f"http://127.0.0.1:{dash}", "gcs": f"127.0.0.1:{port}", "tmp": tmp, "env": env}
     # Stop only this head's processes: every Ray process of this session's temp dir.
     subprocess.run(["pkill", "-f", str(tmp / "ray")], check=False)
