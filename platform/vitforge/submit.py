@@ -54,7 +54,9 @@ def _working_dir(spec: JobSpec) -> str:
     return d
 
 
-def submit(spec: JobSpec, address: str | None = None, extra_env: dict[str, str] | None = None) -> tuple[str, bool]:
+def submit(
+    spec: JobSpec, address: str | None = None, extra_env: dict[str, str] | None = None, wait_s: float = 120.0
+) -> tuple[str, bool]:
     """Submit ``vitforge train job.yaml``; returns (submission id, whether it was newly submitted)."""
     import vitforge
 
@@ -71,21 +73,30 @@ def submit(spec: JobSpec, address: str | None = None, extra_env: dict[str, str] 
         attempt += 1
     env = {k: v for k, v in os.environ.items() if k in ("MLFLOW_TRACKING_URI", "DS_ACCELERATOR")}
     env.update(extra_env or {})
+    env["VITFORGE_SUBMISSION_ID"] = sid  # tagged on the job's MLflow run
     wd = _working_dir(spec)
+    deadline = time.monotonic() + wait_s
     try:
-        c.submit_job(
-            entrypoint="python -m vitforge.cli train job.yaml",
-            submission_id=sid,
-            runtime_env={
-                "working_dir": wd,
-                "py_modules": [str(Path(vitforge.__file__).parent)],
-                "env_vars": env,
-            },
-            metadata={"vitforge.job": spec.name},
-        )
+        while True:
+            try:
+                c.submit_job(
+                    entrypoint="python -m vitforge.cli train job.yaml",
+                    submission_id=sid,
+                    runtime_env={
+                        "working_dir": wd,
+                        "py_modules": [str(Path(vitforge.__file__).parent)],
+                        "env_vars": env,
+                    },
+                    metadata={"vitforge.job": spec.name},
+                )
+                return sid, True
+            except RuntimeError as e:
+                # A head that just started has no job agent yet: wait for it, then give up.
+                if "No available agent" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(2)
     finally:
         shutil.rmtree(wd, ignore_errors=True)
-    return sid, True
 
 
 def follow(sid: str, address: str | None = None, out: Callable[[str], None] = print, poll_s: float = 1.0) -> str:

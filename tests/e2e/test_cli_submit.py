@@ -26,18 +26,22 @@ def ray_head(tmp_path_factory):
     """A separate Ray head (its own ports and temp dir), stopped by its own address afterwards."""
     tmp = tmp_path_factory.mktemp("head")
     port, dash = free_port(), free_port()
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "RAY_ADDRESS": ""}
+    # The job's `python` must be this environment's (as a cluster image's would be).
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "RAY_ADDRESS": "", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     cmd = [str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
            f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1", "--num-cpus=4",
-           "--object-store-memory=150000000", "--include-dashboard=true", f"--temp-dir={tmp / 'ray'}"]  # fmt: skip
+           "--object-store-memory=150000000", "--include-dashboard=true", f"--temp-dir={tmp / 'ray'}",
+           # Its own agent ports: the test session's cluster holds the defaults (52365, ...).
+           f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+           f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}"]  # fmt: skip
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180, check=False)
     assert r.returncode == 0, r.stderr[-3000:]
     # Token authentication is on: clients pass the head's token from the environment.
     from vitforge.submit import auth_token
 
     token = auth_token()
-    if token:
-        env["RAY_AUTH_TOKEN"] = token
+    if token:  # `ray job submit` sends it only in token mode
+        env.update(RAY_AUTH_TOKEN=token, RAY_AUTH_MODE="token")
     yield {"address": f"http://127.0.0.1:{dash}", "gcs": f"127.0.0.1:{port}", "tmp": tmp, "env": env}
     # Stop only this head's processes: every Ray process of this session's temp dir.
     subprocess.run(["pkill", "-f", str(tmp / "ray")], check=False)
@@ -93,7 +97,7 @@ def test_ray_job_submit_same_entrypoint(ray_head) -> None:
     tmp = ray_head["tmp"]
     spec = write_spec(tmp, "raw-submit")
     wd = tmp / "wd"
-    wd.mkdir()
+    wd.mkdir(exist_ok=True)
     (wd / "job.yaml").write_text(spec.read_text())
     r = subprocess.run(
         [str(BIN / "ray"), "job", "submit", "--address", ray_head["address"], "--working-dir", str(wd),

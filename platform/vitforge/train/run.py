@@ -334,7 +334,7 @@ def _start_job_run(tracker: Tracker, spec: JobSpec) -> str | None:
     tags = {
         "vitforge.job": spec.name,
         "ray.job_id": ctx.get_job_id(),
-        "ray.submission_id": os.environ.get("RAY_JOB_SUBMISSION_ID", ""),
+        "ray.submission_id": os.environ.get("VITFORGE_SUBMISSION_ID", ""),
         "ray.cluster_resources": json.dumps(ray.cluster_resources()),
         **git_info(Path(__file__).parent),
     }
