@@ -18,6 +18,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -65,6 +66,22 @@ def check_reachable(uri: str, timeout_s: float = 10.0) -> None:
         ) from None
 
 
+@contextmanager
+def use_tracking_uri(uri: str):
+    """MLflow's fluent API with ``uri``, then the previous setting back: ``mlflow.set_tracking_uri``
+    also writes ``MLFLOW_TRACKING_URI`` into the environment, which would leak into later jobs."""
+    import mlflow
+
+    old_env = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(None)
+        if old_env is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = old_env
+
+
 def flatten(d: dict, prefix: str = "") -> dict[str, str]:
     """Nested spec -> {"a.b.c": "value"}; lists indexed (``stages.0.name``)."""
     out: dict[str, str] = {}
@@ -106,7 +123,6 @@ class Tracker:
         backoff_s: float = 0.5,
         check: bool = True,
     ) -> None:
-        import mlflow
         from mlflow import MlflowClient
 
         # MLflow's own HTTP client retries for minutes by default; ours retries briefly, then backs off.
@@ -118,7 +134,6 @@ class Tracker:
         self.retries, self.backoff_s = retries, backoff_s
         self._warned = False
         self._down_until = 0.0  # after a failed call: drop calls until then, then try again
-        mlflow.set_tracking_uri(self.uri)
         self.client = MlflowClient(self.uri)
         self.experiment_name = experiment
         try:
@@ -335,8 +350,7 @@ def register_encoder(
     code = str(Path(vitforge.__file__).parent)
 
     def log() -> str:
-        mlflow.set_tracking_uri(tracker.uri)
-        with mlflow.start_run(run_id=run_id):
+        with use_tracking_uri(tracker.uri), mlflow.start_run(run_id=run_id):
             info = mlflow.pyfunc.log_model(
                 name="encoder",
                 python_model=_pyfunc_class()(),

@@ -76,7 +76,7 @@ def check_exports_reproduce_probe(results, spec, probe_dir: Path) -> None:
 def test_mae_ct_three_stages(ray_cluster, tmp_path: Path, zero: int) -> None:
     from vitforge.train.run import run_job
 
-    steps = (30, 15, 15) if zero == 0 else (12, 8, 8)
+    steps = (20, 10, 10) if zero == 0 else (10, 6, 6)
     spec = load_spec(data=mae_ct(tmp_path, zero, steps))
     results = run_job(spec, probe_dir=str(tmp_path))
     assert [r.name for r in results] == ["mae", "nnclr_head", "contrastive_tuning"]

@@ -27,7 +27,12 @@ def resolve_export(model_ref: str) -> str:
 
     import mlflow
 
-    local = mlflow.artifacts.download_artifacts(artifact_uri=model_ref, dst_path=tempfile.mkdtemp(prefix="vitforge-"))
+    from vitforge.tracking import resolve_uri, use_tracking_uri
+
+    with use_tracking_uri(resolve_uri()):  # the embedded store by default, as training uses
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=model_ref, dst_path=tempfile.mkdtemp(prefix="vitforge-")
+        )
     found = next(Path(local).rglob("model_card.json"), None)
     if found is None:
         raise FileNotFoundError(f"{model_ref} holds no vitforge export (no model_card.json)")

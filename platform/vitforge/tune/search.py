@@ -199,6 +199,10 @@ def run_search(spec: JobSpec, log=print) -> SearchResult:
         else FIFOScheduler()
     )
     search_alg = None
+    if t.search_alg == "random":  # seeded: the same spec samples the same pairs
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        search_alg = BasicVariantGenerator(random_state=spec.seed)
     if t.search_alg == "optuna":
         from ray.tune.search.optuna import OptunaSearch
 
@@ -263,11 +267,19 @@ def _table(grid, metric: str, mode: str, spec: JobSpec) -> list[dict]:
             "fast_lr": fast, "slow_lr": slow,
             "extra": {k: v for k, v in cfg.items() if "." in k},
             "status": "ERROR" if r.error else "TERMINATED",
-            "error": str(r.error).splitlines()[0][:300] if r.error else None,
+            "error": _error_line(r.error),
             "metric": best_val, "epochs": len(series), "worker_s": elapsed * workers,
         })  # fmt: skip
     sign = 1 if mode == "min" else -1
     return sorted(rows, key=lambda x: (x["metric"] is None, sign * (x["metric"] or 0.0)))
+
+
+def _error_line(error: BaseException | None) -> str | None:
+    """The exception's own message (Ray wraps it under a header line and a traceback)."""
+    if error is None:
+        return None
+    lines = [x.strip() for x in str(error).splitlines() if x.strip()]
+    return next((x for x in reversed(lines) if "Error" in x or "Loss" in x), lines[-1] if lines else "")[:300]
 
 
 def heatmap_png(table: list[dict], metric: str, out: Path, title: str) -> Path:
