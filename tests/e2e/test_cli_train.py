@@ -19,6 +19,7 @@ def test_train_tiny_cloob_spec(tmp_path: Path) -> None:
         [
             sys.executable, "-m", "vitforge.cli", "train", str(ROOT / "jobs" / "tiny-cloob.yaml"),
             "--set", f"checkpoint.storage_path={tmp_path}", "--set", "stages.0.max_steps=6",
+            "--set", "data.builtin_options={n: 400}",
         ],
         capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path, check=False,
     )  # fmt: skip
