@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import typer
+
+from vitforge.cli_serve import data_app, serve_app
+from vitforge.cli_util import fail, init_ray, spec_or_exit
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 
@@ -14,84 +15,8 @@ def _root() -> None:
     """Pretrain (MAE-CT, CLOOB), tune, evaluate and serve ViT encoders on Ray."""
 
 
-data_app = typer.Typer(no_args_is_help=True, help="Built-in datasets and data sources.")
 app.add_typer(data_app, name="data")
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """A user error: one red line on stderr, no traceback, exit code 2."""
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(code)
-
-
-@data_app.command("export")
-def data_export(
-    name: str = typer.Argument(..., help="Built-in dataset: digits, digits-cluttered or shapes."),
-    out_dir: str = typer.Argument(..., help="Folder to write train.parquet and test.parquet into."),
-    seed: int = typer.Option(0, help="Generation seed."),
-) -> None:
-    """Write a built-in dataset as Parquet, to use it like your own data.
-
-    Example: vitforge data export shapes ./data/shapes
-    """
-    from vitforge.data import BUILTINS, export_builtin
-
-    if name not in BUILTINS:
-        raise fail(f"unknown built-in dataset {name!r}; allowed: {', '.join(BUILTINS)}")
-    for path in export_builtin(name, out_dir, seed=seed):
-        typer.echo(f"wrote {path}")
-
-
-@data_app.command("info")
-def data_info(
-    source: str = typer.Argument(..., help="A built-in name, a folder, a .parquet/.arrow file or a URI."),
-    split: str = typer.Option("train", help="Split to read."),
-    image_column: str = typer.Option("image"),
-    caption_column: str = typer.Option("caption"),
-    label_column: str = typer.Option("label"),
-) -> None:
-    """Check a data source: format, rows, labels, captions and normalization statistics.
-
-    Example: vitforge data info ./data/shapes --split test
-    """
-    from vitforge.data import DataError, channel_stats, detect_format, load_source
-
-    try:
-        fmt = detect_format(source)
-        ds = load_source(source, split, fmt, image_column, label_column, caption_column)
-        mean, std = channel_stats(ds, max_images=256)
-    except DataError as e:
-        raise fail(str(e)) from None
-    labels = sorted(set(ds["label"]) - {-1})
-    captions = sum(c is not None for c in ds["caption"])
-    typer.echo(f"format {fmt}, split {split}: {len(ds)} rows, {len(labels)} labels, {captions} captions")
-    typer.echo(f"mean {mean}  std {std}")
-
-
-def _spec_or_exit(path: str | None, overrides: list[str] | None):
-    from vitforge.config import SpecError, load_spec
-
-    try:
-        return load_spec(path, overrides)
-    except SpecError as e:
-        raise fail(str(e)) from None
-
-
-def _init_ray(address: str | None) -> None:
-    """Connect to ``address`` / ``RAY_ADDRESS`` if given, else start a local Ray (see local_ray)."""
-    import os
-
-    import ray
-
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address)
-    else:
-        from vitforge.train.run import local_ray
-
-        local_ray()
+app.add_typer(serve_app, name="serve")
 
 
 @app.command()
@@ -111,8 +36,8 @@ def train(
 
     from vitforge.train.run import run_job
 
-    job = _spec_or_exit(spec, overrides)
-    _init_ray(address)
+    job = spec_or_exit(spec, overrides)
+    init_ray(address)
     console = Console()
     results = run_job(job, log=lambda msg: console.print(f"[bold cyan]vitforge[/] {msg}"), show=True)
     table = Table(title=f"job {job.name}")
@@ -124,99 +49,6 @@ def train(
         ips = f"{sum(x['img_per_s_total'] for x in h) / len(h):.0f}" if h else ""
         table.add_row(r.name, f"{r.wall_s:.1f}", str(h[-1]["step"]) if h else "", loss, ips, r.export_dir)
     console.print(table)
-
-
-serve_app = typer.Typer(no_args_is_help=True, help="Serve encoders over HTTP and query them.")
-app.add_typer(serve_app, name="serve")
-
-
-@serve_app.command("up")
-def serve_up(
-    models: list[str] = typer.Argument(..., help="NAME=MODEL_REF pairs: an export folder or models:/NAME/VERSION."),
-    port: int = typer.Option(8000, help="HTTP port on 127.0.0.1 (use `serve run serve/*.yaml` for clusters)."),
-    host: str = typer.Option("127.0.0.1"),
-    gallery: str = typer.Option(None, help="Gallery (.safetensors) for /v1/search, served by the first model."),
-    max_batch_size: int = typer.Option(32),
-    address: str = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)."),
-) -> None:
-    """Serve exported encoders on a local (or given) Ray cluster until interrupted.
-
-    Example: vitforge serve up encoder=./runs/tiny-mae-ct/exports/2-contrastive_tuning
-    """
-
-    from ray import serve
-
-    from vitforge.serving.app import build_app
-
-    specs = []
-    for i, item in enumerate(models):
-        if "=" not in item:
-            raise fail(f"model {item!r} must look like NAME=MODEL_REF")
-        name, ref = item.split("=", 1)
-        specs.append({"name": name, "model_ref": ref, "max_batch_size": max_batch_size,
-                      "gallery": gallery if i == 0 else None})  # fmt: skip
-    _init_ray(address)
-    serve.start(http_options={"host": host, "port": port})
-    serve.run(build_app({"models": specs}), name="vitforge", route_prefix="/", blocking=False)
-    typer.echo(f"serving {', '.join(m['name'] for m in specs)} at http://{host}:{port}  (docs: /docs; Ctrl-C stops)")
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        serve.shutdown()
-
-
-@serve_app.command("gallery")
-def serve_gallery(
-    export_dir: str = typer.Argument(..., help="Export folder of the model whose space the gallery is in."),
-    source: str = typer.Argument(..., help="Dataset: a built-in name, a folder, .parquet or a URI."),
-    out: str = typer.Argument(..., help="Output path (writes OUT.safetensors and OUT.json)."),
-    split: str = typer.Option("train"),
-) -> None:
-    """Embed a dataset into a search gallery for /v1/search.
-
-    Example: vitforge serve gallery ./runs/tiny-cloob/exports/0-cloob shapes ./gallery/shapes
-    """
-    from vitforge.data import DataError
-    from vitforge.serving.gallery import build_gallery
-
-    try:
-        path = build_gallery(export_dir, source, split, out)
-    except (DataError, FileNotFoundError) as e:
-        raise fail(str(e)) from None
-    typer.echo(f"wrote {path}")
-
-
-@serve_app.command("embed")
-def serve_embed(
-    folder: str = typer.Argument(..., help="Folder of images (searched recursively)."),
-    url: str = typer.Option("http://127.0.0.1:8000", help="Endpoint base URL."),
-    out: str = typer.Option("embeddings.npz", help="Output .npz with 'paths' and 'embeddings'."),
-    model: str = typer.Option(None, help="Served model name (default model when omitted)."),
-    batch_size: int = typer.Option(32),
-    api_key: str = typer.Option(None, envvar="VITFORGE_API_KEY", help="API key (or VITFORGE_API_KEY)."),
-) -> None:
-    """Embed a folder of images against a running endpoint.
-
-    Example: vitforge serve embed ./photos --url http://127.0.0.1:8000 --out photos.npz
-    """
-    import numpy as np
-    from rich.progress import Progress
-
-    from vitforge.serving.client import Client, ClientError, embed_folder
-
-    try:
-        with Client(url, api_key) as client, Progress() as bar:
-            task = bar.add_task("embedding", total=None)
-            paths, emb = embed_folder(
-                client, folder, batch_size, model, lambda d, t: bar.update(task, completed=d, total=t)
-            )
-    except (ClientError, FileNotFoundError) as e:
-        raise fail(str(e)) from None
-    except Exception as e:  # connection errors: say where
-        raise fail(f"cannot reach {url}: {e}") from None
-    np.savez(out, paths=np.array(paths), embeddings=emb)
-    typer.echo(f"wrote {out}: {emb.shape[0]} embeddings of {emb.shape[1]} dims")
 
 
 config_app = typer.Typer(no_args_is_help=True, help="The job spec schema.")
@@ -249,7 +81,7 @@ def config_validate(
     """
     from vitforge.config import dump_spec
 
-    typer.echo(dump_spec(_spec_or_exit(spec, overrides)), nl=False)
+    typer.echo(dump_spec(spec_or_exit(spec, overrides)), nl=False)
 
 
 @app.command("tune")
@@ -270,10 +102,10 @@ def tune_cmd(
 
     from vitforge.tune import run_search
 
-    job = _spec_or_exit(spec, overrides)
+    job = spec_or_exit(spec, overrides)
     if job.tune is None:
         raise fail(f"{spec} has no 'tune' section")
-    _init_ray(address)
+    init_ray(address)
     res = run_search(job, log=typer.echo)
     table = Table(title=f"TTUR search {job.name}: {job.tune.metric}")
     for col in ("trial", "fast lr", "slow lr", job.tune.metric, "epochs", "status"):
@@ -305,7 +137,7 @@ def submit(
     """
     from vitforge import submit as sub
 
-    job = _spec_or_exit(spec, overrides)
+    job = spec_or_exit(spec, overrides)
     try:
         sid, new = sub.submit(job, address)
     except ValueError as e:
@@ -400,7 +232,7 @@ def export_cmd(
     """
     from vitforge.train.run import export_stage, load_train_data, normalization_for
 
-    job = _spec_or_exit(spec, None)
+    job = spec_or_exit(spec, None)
     norm = normalization_for(job, load_train_data(job))
     out = export_stage(job, stage, init_from, checkpoint, norm, {"from_checkpoint": checkpoint})
     typer.echo(f"wrote {out}")
