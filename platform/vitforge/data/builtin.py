@@ -90,14 +90,25 @@ def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
     return a * w[..., None] + b * (1 - w[..., None])
 
 
-def digits_cluttered(size: int = 32, seed: int = 0, test_fraction: float = 0.2, copies: int = 1) -> dict:
-    """Each real digit ``copies`` times at random scale/position/colour on a textured background."""
+def digits_cluttered(
+    size: int = 32, seed: int = 0, test_fraction: float = 0.2, copies: int = 1, clutter: float = 1.0
+) -> dict:
+    """Each real digit ``copies`` times at random scale/position/colour on a textured background.
+
+    ``clutter`` in [0, 1] scales the texture's contrast around its mean colour: 1 is full
+    clutter (raw pixels near chance), 0 a plain background (the digit is only moved,
+    scaled and coloured).
+    """
+    if not 0.0 <= clutter <= 1.0:
+        raise ValueError(f"digits-cluttered: clutter must be in [0, 1], got {clutter}")
     imgs, labels = _load_digits()
     rng = np.random.default_rng(seed)
     train, test = _split(len(imgs), rng, test_fraction)
 
     def record(i: int) -> dict:
         bg = _texture(rng, size)
+        if clutter < 1.0:
+            bg = bg.mean((0, 1)) + clutter * (bg - bg.mean((0, 1)))  # (size, size, 3)
         side = int(rng.integers(size // 2, size - 4))  # digit scale: half to nearly full image
         glyph = Image.fromarray((imgs[i] * 255).astype(np.uint8)).resize((side, side), Image.BILINEAR)
         alpha = np.zeros((size, size), np.float32)
