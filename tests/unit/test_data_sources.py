@@ -196,3 +196,15 @@ def test_missing_caption_row_is_named(tmp_path: Path) -> None:
     pq.write_table(pa.table({"image": [png((0, 0, 0))] * 2, "caption": ["ok", None]}), tmp_path / "c.parquet")
     with pytest.raises(DataError, match=r"row 1 of .*column 'caption'"):
         all_rows(load_source(str(tmp_path / "c.parquet")), maker(tokenizer=ByteTokenizer(8), source="c.parquet"))
+
+
+def test_digits_cluttered_clutter_knob_flattens_background_and_names_bad_value():
+    from vitforge.data.builtin import digits_cluttered
+
+    def flat_corners(clutter: float) -> int:  # 2x2 corners that are one colour (no texture, no digit)
+        recs = digits_cluttered(size=32, clutter=clutter)["test"][:50]
+        return sum(np.asarray(r["image"], np.float32)[:2, :2].reshape(-1, 3).std(0).max() < 1.0 for r in recs)
+
+    assert flat_corners(0.0) > 2 * flat_corners(1.0) + 10
+    with pytest.raises(ValueError, match="clutter must be in"):
+        digits_cluttered(clutter=1.5)
