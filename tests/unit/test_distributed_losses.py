@@ -1,4 +1,10 @@
-"""Cross-rank losses on 2 real gloo processes equal the single-process loss on the global batch."""
+"""Cross-rank objectives on 2 real gloo processes give the whole batch's gradient of one process.
+
+Each rank holds B/2 rows and backpropagates its own loss; data parallelism then combines the
+ranks' gradients (a sum or mean over ranks: one scalar factor). The gradient each rank gets for
+its slice of the loss's inputs, put together in rank order, must be parallel (cosine > 0.9999)
+to the single-process gradient of the loss on the whole batch, with one scalar for all ranks.
+"""
 
 import os
 import socket
@@ -9,23 +15,40 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from vitforge.methods.cloob import clip_loss, cloob_loss
-from vitforge.methods.distributed import gather_features
-from vitforge.methods.nnclr import nnclr_loss
+from vitforge.methods.distributed import gather_features, gather_with_grad
+from vitforge.methods.nnclr import nnclr_loss, symmetric_nnclr_loss
+
+WORLD = 2
 
 
-def _worker(rank: int, world: int, port: int, img: torch.Tensor, txt: torch.Tensor, out: dict) -> None:
+def _objectives() -> dict:
+    """name -> (loss(a, b, c, d, rank, world), which inputs carry a gradient)."""
+    return {
+        "nnclr": (lambda a, b, c, d, r, w: nnclr_loss(a, c, 0.2, r, w), (0,)),
+        "symmetric_nnclr": (lambda a, b, c, d, r, w: symmetric_nnclr_loss(a, b, c, d, 0.15, r, w), (0, 1)),
+        "cloob": (lambda a, b, c, d, r, w: cloob_loss(F.normalize(a, dim=1), F.normalize(b, dim=1), 30.0, 8.0, r, w), (0, 1)),
+        "clip": (lambda a, b, c, d, r, w: clip_loss(F.normalize(a, dim=1), F.normalize(b, dim=1), 10.0, r, w), (0, 1)),
+    }
+
+
+def _grads(name: str, inputs: list[torch.Tensor], rank: int, world: int) -> tuple[float, list[torch.Tensor]]:
+    fn, trained = _objectives()[name]
+    xs = [x.clone().requires_grad_(i in trained) for i, x in enumerate(inputs)]
+    loss = fn(*xs, rank, world)
+    loss.backward()
+    return loss.item(), [xs[i].grad.clone() for i in trained]
+
+
+def _worker(rank: int, world: int, port: int, inputs: list[torch.Tensor], out: dict) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        b = img.shape[0] // world
-        local_img = img[rank * b : (rank + 1) * b].clone().requires_grad_(True)
-        local_txt = txt[rank * b : (rank + 1) * b].clone().requires_grad_(True)
-        loss = cloob_loss(local_img, local_txt, rank=rank, world_size=world)
-        loss.backward()
-        clip = clip_loss(local_img.detach(), local_txt.detach(), 10.0, rank=rank, world_size=world)
-        nn = nnclr_loss(local_img.detach(), local_txt.detach(), 0.2, rank=rank, world_size=world)
-        gathered = gather_features(local_img.detach(), rank, world)
-        out[rank] = (loss.item(), local_img.grad.clone(), clip.item(), nn.item(), gathered)
+        b = inputs[0].shape[0] // world
+        local = [x[rank * b : (rank + 1) * b] for x in inputs]
+        res = {name: _grads(name, local, rank, world) for name in _objectives()}
+        res["gathered"] = gather_features(local[0], rank, world)
+        res["gathered_grad"] = gather_with_grad(local[0], rank, world).detach()
+        out[rank] = res
     finally:
         dist.destroy_process_group()
 
@@ -36,26 +59,44 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_gathered_losses_equal_global_batch() -> None:
+def test_cross_rank_gradients_equal_whole_batch_gradient() -> None:
     torch.manual_seed(0)
-    img, txt = F.normalize(torch.randn(8, 16), dim=1), F.normalize(torch.randn(8, 16), dim=1)
+    inputs = [torch.randn(16, 8) for _ in range(4)]  # pred1/img, pred2/txt, nn1, nn2
     # A spawned manager: forking a process that holds a Ray driver (the test session's) hangs gRPC.
     with mp.get_context("spawn").Manager() as manager:
         out = manager.dict()
-        mp.spawn(_worker, args=(2, _free_port(), img, txt, out), nprocs=2, join=True)
+        mp.spawn(_worker, args=(WORLD, _free_port(), inputs, out), nprocs=WORLD, join=True)
         out = dict(out)
-    full_img = img.clone().requires_grad_(True)
-    full = cloob_loss(full_img, txt)
-    full.backward()
-    for rank in (0, 1):
-        loss, grad, clip, _, gathered = out[rank]
-        assert abs(loss - full.item()) < 1e-5
-        assert abs(clip - clip_loss(img, txt, 10.0).item()) < 1e-5
-        assert torch.equal(gathered, img)
-        # Each rank's gradient is the global gradient restricted to its slice.
-        assert torch.allclose(grad, full_img.grad[rank * 4 : (rank + 1) * 4], atol=1e-5)
-    # NNCLR: rank r's rows against all predictions equal the global loss's rows of that rank.
-    logits = F.normalize(txt, dim=1) @ F.normalize(img, dim=1).T / 0.2
-    per_row = F.cross_entropy(logits, torch.arange(8), reduction="none")
-    for rank in (0, 1):
-        assert abs(out[rank][3] - per_row[rank * 4 : (rank + 1) * 4].mean().item()) < 1e-5
+    for rank in range(WORLD):
+        assert torch.equal(out[rank]["gathered"], inputs[0])
+        assert torch.equal(out[rank]["gathered_grad"], inputs[0])
+    for name in _objectives():
+        full_loss, full_grads = _grads(name, inputs, 0, 1)
+        losses = [out[r][name][0] for r in range(WORLD)]
+        # Per-rank losses average (NNCLR: own rows) or equal (CLOOB/CLIP: global) the global loss.
+        assert abs(sum(losses) / WORLD - full_loss) < 1e-5, name
+        for i, full in enumerate(full_grads):
+            dp = torch.cat([out[r][name][1][i] for r in range(WORLD)])  # each rank's slice, in order
+            cos = F.cosine_similarity(dp.flatten(), full.flatten(), dim=0).item()
+            assert cos > 0.9999, f"{name} input {i}: cosine {cos:.6f} to the whole-batch gradient"
+            scale = dp.norm() / full.norm()
+            assert torch.allclose(dp, scale * full, atol=1e-6), name
+
+
+def test_detached_gather_loses_nnclr_cross_rank_push() -> None:
+    """The check above has teeth: NNCLR with the detached gather (the old code) is not exact."""
+    torch.manual_seed(0)
+    pred, nn = torch.randn(16, 8), torch.randn(16, 8)
+    full = pred.clone().requires_grad_(True)
+    nnclr_loss(full, nn, 0.2).backward()
+    # Rank r with a detached gather: only its own anchor rows touch its predictions.
+    parts = []
+    for r in range(WORLD):
+        p = pred.clone().requires_grad_(True)
+        logits = F.normalize(nn[r * 8 : (r + 1) * 8], dim=1) @ F.normalize(
+            torch.cat([p[:8] if r == 0 else p[:8].detach(), p[8:] if r == 1 else p[8:].detach()]), dim=1
+        ).T / 0.2
+        F.cross_entropy(logits, torch.arange(8) + r * 8).backward()
+        parts.append(p.grad[r * 8 : (r + 1) * 8])
+    cos = F.cosine_similarity(torch.cat(parts).flatten(), full.grad.flatten(), dim=0).item()
+    assert cos < 0.999

@@ -1,7 +1,7 @@
 """Objectives as pure functions, plus TTUR parameter groups. Imports torch only."""
 
 from vitforge.methods import cloob, mae, nnclr
-from vitforge.methods.distributed import gather_features
+from vitforge.methods.distributed import gather_features, gather_with_grad
 from vitforge.methods.param_groups import (
     cloob_param_groups,
     freeze_lower_blocks,
@@ -15,6 +15,7 @@ __all__ = [
     "cloob_param_groups",
     "freeze_lower_blocks",
     "gather_features",
+    "gather_with_grad",
     "mae",
     "mae_ct_param_groups",
     "mae_param_groups",

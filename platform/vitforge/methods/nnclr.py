@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from vitforge.methods.distributed import gather_features
+from vitforge.methods.distributed import gather_with_grad
 
 
 def nnclr_loss(
@@ -14,12 +14,15 @@ def nnclr_loss(
     """Cross-entropy of ``normalize(nn) @ normalize(pred).T / temperature`` against the diagonal.
 
     pred (B, D) carries the gradient; nn (B, D), the neighbours from the queue, does not. Across
-    workers the predictions of every rank are the negatives and row i's positive is column
-    ``rank * B + i``.
+    workers each rank scores its own anchors (nn rows) against every rank's predictions, row i's
+    positive being column ``rank * B + i``; the predictions are gathered *with* gradient, so the
+    push that other ranks' anchors give this rank's predictions as negatives is kept. Summed over
+    ranks, the gradient is that of the whole batch's loss on one process (times the world size,
+    which data parallelism's mean over ranks divides out).
     """
     nn = F.normalize(nn.detach(), dim=-1)
     pred = F.normalize(pred, dim=-1)
-    all_pred = gather_features(pred, rank, world_size)  # (W*B, D)
+    all_pred = gather_with_grad(pred, rank, world_size)  # (W*B, D)
     logits = nn @ all_pred.T / temperature  # (B, W*B)
     labels = torch.arange(pred.shape[0], device=pred.device) + rank * pred.shape[0]
     return F.cross_entropy(logits, labels)
