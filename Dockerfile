@@ -21,7 +21,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends python3.12 libg
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --gid 1000 ray && useradd --uid 1000 --gid 1000 --create-home ray
 COPY --from=build /opt/venv /opt/venv
-COPY jobs /opt/vitforge/jobs
+COPY platform/vitforge/jobs /opt/vitforge/jobs
 COPY serve /opt/vitforge/serve
 USER 1000:1000
 WORKDIR /home/ray

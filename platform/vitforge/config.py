@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vitforge.models.vit import SIZES
 
-SizeName = Literal["test", "tiny", "small", "base", "large", "huge"]
+SizeName = Literal["test", "mini", "tiny", "small", "base", "large", "huge"]
 StageName = Literal["mae", "nnclr_head", "contrastive_tuning", "cloob", "clip"]
 MAE_CT_ORDER = ["mae", "nnclr_head", "contrastive_tuning"]
+STAGE_NAMES = (*MAE_CT_ORDER, "cloob", "clip")
 
 
 class Spec(BaseModel):
@@ -31,7 +32,9 @@ class ModelSpec(Spec):
     patch_size: int = Field(4, gt=0)
     img_size: int = Field(32, gt=0)
     in_chans: int = Field(3, gt=0)
-    pool: Literal["cls", "mean_patch"] = "cls"
+    # None: the official recipe's pooling for the size: class token for large/huge (MAE-CT L/16,
+    # H/14), the mean of the patch tokens for smaller encoders (MAE-CT B/16).
+    pool: Literal["cls", "mean_patch"] | None = None
     grad_checkpointing: bool = False
     # Image-text models (CLOOB / CLIP).
     text_size: SizeName | None = None
@@ -40,6 +43,8 @@ class ModelSpec(Spec):
 
     @model_validator(mode="after")
     def _patch_divides(self) -> ModelSpec:
+        if self.pool is None:
+            self.pool = "cls" if self.size in ("large", "huge") else "mean_patch"
         if self.img_size % self.patch_size:
             raise ValueError(f"model.img_size {self.img_size} is not divisible by model.patch_size {self.patch_size}")
         return self
@@ -56,7 +61,6 @@ class DataSpec(Spec):
     builtin_options: dict[str, Any] = Field(default_factory=dict)
     on_bad: Literal["raise", "skip"] = "raise"
     loader: Literal["ray", "local"] = "ray"
-    crop_scale: tuple[float, float] = (0.2, 1.0)
     interpolation: Literal["bilinear", "bicubic"] = "bicubic"
     mean: tuple[float, float, float] | None = None  # None: measured from the data
     std: tuple[float, float, float] | None = None
@@ -75,45 +79,124 @@ class DeepSpeedSpec(Spec):
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     offload_optimizer: bool = False
     grad_accum: int = Field(1, ge=1)
-    grad_clip: float = Field(1.0, ge=0)
+    grad_clip: float = Field(0.0, ge=0)  # 0: no clipping (none of the official recipes clips)
 
 
 class OptimSpec(Spec):
-    """TTUR: ``fast_lr`` for the fast group, ``slow_lr`` for the slow one (at batch ``base_batch``)."""
+    """TTUR: ``fast_lr`` for the fast group, ``slow_lr`` for the slow one (at batch ``base_batch``).
+
+    Fields left out take the stage's official default (``optimizer_defaults`` of its stage class).
+    """
 
     fast_lr: float = Field(1.5e-4, gt=0)
     slow_lr: float = Field(1.5e-4, gt=0)
     weight_decay: float = Field(0.05, ge=0)
     betas: tuple[float, float] = (0.9, 0.95)
-    layer_decay: float = Field(0.65, gt=0, le=1)
     warmup_epochs: float = Field(0.0, ge=0)
     min_lr_ratio: float = Field(0.0, ge=0, le=1)
     lr_scaling: Literal["linear", "none"] = "linear"
     base_batch: int = Field(256, gt=0)
 
 
-class StageSpec(Spec):
-    name: StageName
+class _Stage(Spec):
+    """Fields every stage has. The stage classes below add their own; others are refused."""
+
+    views: ClassVar[int] = 1  # augmented views per image; the lr scaling counts them (MAE-CT)
+    optimizer_defaults: ClassVar[dict[str, Any]] = {}
+
     epochs: float = Field(1.0, gt=0)
     global_batch_size: int = Field(64, gt=0)
     optimizer: OptimSpec = Field(default_factory=OptimSpec)
-    # MAE
+    crop_scale: tuple[float, float] = (0.2, 1.0)  # RandomResizedCrop area fraction
+    flip: bool = True  # random horizontal flip
+    max_steps: int | None = Field(None, gt=0)  # cap (smoke runs and tests)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _optimizer_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and cls.optimizer_defaults:
+            given = data.get("optimizer")
+            if given is None or isinstance(given, dict):
+                data = {**data, "optimizer": {**cls.optimizer_defaults, **(given or {})}}
+        return data
+
+    @field_validator("crop_scale")
+    @classmethod
+    def _crop(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < v[0] <= v[1] <= 1:
+            raise ValueError(f"crop_scale must be [low, high] with 0 < low <= high <= 1, got {list(v)}")
+        return v
+
+
+class MAEStage(_Stage):
+    """MAE pretraining (facebookresearch/mae main_pretrain.py: crop (0.2, 1), flip, blr 1.5e-4)."""
+
+    name: Literal["mae"]
     mask_ratio: float = Field(0.75, gt=0, lt=1)
     norm_pix: bool = True
-    # NNCLR head / contrastive tuning (MAE-CT)
+
+
+class _NNCLRStage(_Stage):
+    """MAE-CT stages 2 and 3 (ml-jku/MAE-CT): two views, an NNCLR head, a queue of projections."""
+
+    views: ClassVar[int] = 2
+    crop_scale: tuple[float, float] = (0.08, 1.0)
     head_hidden_dim: int = Field(2048, gt=0)
     head_out_dim: int = Field(256, gt=0)
     predictor_hidden_dim: int = Field(4096, gt=0)
     queue_size: int = Field(65536, gt=0)
-    topk: int = Field(1, ge=1)
     temperature: float = Field(0.15, gt=0)
-    ema_momentum: float = Field(0.99, ge=0, le=1)
+    head_weight_decay: float = Field(1e-5, ge=0)  # the head's; optimizer.weight_decay is the encoder's
     frozen_blocks: int | None = None  # None: stage default (all for nnclr_head, half for tuning)
-    strong_aug: bool = False
-    # CLOOB / CLIP
+    strong_aug: bool = False  # colour jitter, grey, blur, solarize on top of crop & flip
+
+
+class NNCLRHeadStage(_NNCLRStage):
+    """Stage 2: the head on the frozen encoder; its online projector feeds queue and lookups."""
+
+    name: Literal["nnclr_head"]
+    topk: int = Field(1, ge=1)
+    optimizer_defaults: ClassVar[dict[str, Any]] = {"fast_lr": 1e-4, "slow_lr": 1e-4, "weight_decay": 1e-5}
+
+
+class ContrastiveTuningStage(_NNCLRStage):
+    """Stage 3: the upper half of the encoder tuned, an EMA target projector started from stage 2's."""
+
+    name: Literal["contrastive_tuning"]
+    topk: int = Field(20, ge=1)
+    ema_momentum: float = Field(0.99, ge=0, le=1)
+    layer_decay: float = Field(0.65, gt=0, le=1)
+    optimizer_defaults: ClassVar[dict[str, Any]] = {"fast_lr": 1e-4, "slow_lr": 1e-4, "weight_decay": 0.05}
+
+
+class _ImageTextStage(_Stage):
+    """CLOOB / CLIP (ml-jku/cloob: crop (0.9, 1), no flip, lr 1e-3, wd 0.1)."""
+
+    crop_scale: tuple[float, float] = (0.9, 1.0)
+    flip: bool = False
+    optimizer_defaults: ClassVar[dict[str, Any]] = {
+        "fast_lr": 1e-3,
+        "slow_lr": 1e-3,
+        "weight_decay": 0.1,
+        "betas": (0.9, 0.98),
+        "lr_scaling": "none",
+    }
+
+
+class CLOOBStage(_ImageTextStage):
+    name: Literal["cloob"]
     inv_tau: float = Field(30.0, gt=0)
     hopfield_beta: float = Field(8.0, gt=0)
-    max_steps: int | None = Field(None, gt=0)  # cap (smoke runs and tests)
+
+
+class CLIPStage(_ImageTextStage):
+    name: Literal["clip"]
+
+
+StageSpec = Annotated[
+    MAEStage | NNCLRHeadStage | ContrastiveTuningStage | CLOOBStage | CLIPStage, Field(discriminator="name")
+]
+AnyStage = MAEStage | NNCLRHeadStage | ContrastiveTuningStage | CLOOBStage | CLIPStage
 
 
 class CheckpointSpec(Spec):
@@ -171,7 +254,7 @@ class JobSpec(Spec):
     data: DataSpec = Field(default_factory=DataSpec)
     scaling: ScalingSpec = Field(default_factory=ScalingSpec)
     deepspeed: DeepSpeedSpec = Field(default_factory=DeepSpeedSpec)
-    stages: list[StageSpec] = Field(default_factory=lambda: [StageSpec(name="mae")], min_length=1)
+    stages: list[StageSpec] = Field(default_factory=lambda: [MAEStage(name="mae")], min_length=1)
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     init_from: str | None = None  # an export directory to start the first stage from
@@ -179,7 +262,7 @@ class JobSpec(Spec):
 
     @field_validator("stages")
     @classmethod
-    def _stage_order(cls, stages: list[StageSpec]) -> list[StageSpec]:
+    def _stage_order(cls, stages: list[AnyStage]) -> list[AnyStage]:
         names = [s.name for s in stages]
         image_text = {"cloob", "clip"}
         if any(n in image_text for n in names) and len(names) > 1:
@@ -201,16 +284,15 @@ class JobSpec(Spec):
                     f"{where}.global_batch_size {st.global_batch_size} is not divisible by"
                     f" scaling.num_workers x deepspeed.grad_accum = {per_step}"
                 )
-            if st.name in ("nnclr_head", "contrastive_tuning") and st.queue_size % st.global_batch_size:
+            if isinstance(st, _NNCLRStage) and st.queue_size % st.global_batch_size:
                 raise ValueError(
                     f"{where}.queue_size {st.queue_size} is not a multiple of global_batch_size {st.global_batch_size}"
                 )
-            if st.frozen_blocks is not None and not 0 <= st.frozen_blocks <= depth:
+            frozen = getattr(st, "frozen_blocks", None)
+            if frozen is not None and not 0 <= frozen <= depth:
                 raise ValueError(
                     f"{where}.frozen_blocks {st.frozen_blocks} must be in [0, {depth}] for {self.model.size}"
                 )
-            if st.name == "mae" and st.frozen_blocks == depth:
-                raise ValueError(f"{where}.frozen_blocks freezes the whole encoder; MAE trains it")
         if self.stages[0].name in ("cloob", "clip") and self.model.text_size is None:
             self.model.text_size = self.model.size
         if self.deepspeed.precision != "fp32" and not self.scaling.use_gpu:
@@ -227,11 +309,19 @@ def format_errors(err: ValidationError, source: str = "job spec") -> str:
     """One line per error: the dotted field, the message (with allowed values), the bad value."""
     lines = [f"invalid {source}:"]
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
+        loc = [str(p) for p in e["loc"]]
         msg = e["msg"].removeprefix("Value error, ")
+        # A stage's errors carry its tag (stages.0.mae.inv_tau): name the stage kind instead.
+        if len(loc) > 2 and loc[0] == "stages" and loc[2] in STAGE_NAMES:
+            tag = loc.pop(2)
+            if e["type"] == "extra_forbidden" and len(loc) == 3:
+                msg = f"not a field of a {tag!r} stage"
+        if e["type"] == "union_tag_invalid":  # an unknown stage name
+            loc.append("name")
+            msg = f"unknown stage {e['ctx']['tag']!r}; allowed: {e['ctx']['expected_tags']}"
         value = e.get("input")
         shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
-        lines.append(f"  {loc}: {msg}{shown}")
+        lines.append(f"  {'.'.join(loc) or '(root)'}: {msg}{shown}")
     return "\n".join(lines)
 
 
@@ -272,9 +362,7 @@ def load_spec(path: str | Path | None = None, overrides: list[str] | None = None
         if path is None:
             data = {}
         else:
-            p = Path(path)
-            if not p.is_file():
-                raise SpecError(f"job spec {str(path)!r} does not exist")
+            p = resolve_spec_path(path)
             try:
                 data = yaml.safe_load(p.read_text()) or {}
             except yaml.YAMLError as e:
@@ -290,6 +378,24 @@ def load_spec(path: str | Path | None = None, overrides: list[str] | None = None
         return JobSpec.model_validate(data)
     except ValidationError as e:
         raise SpecError(format_errors(e, str(path) if path else "job spec")) from None
+
+
+SHIPPED_JOBS = Path(__file__).parent / "jobs"  # the job specs that ship with the package
+
+
+def shipped_jobs() -> list[str]:
+    return sorted(p.stem for p in SHIPPED_JOBS.glob("*.yaml"))
+
+
+def resolve_spec_path(path: str | Path) -> Path:
+    """A YAML file, or the name of a shipped job spec (``quickstart``, ``tiny-cloob``, ...)."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    shipped = SHIPPED_JOBS / f"{p.name.removesuffix('.yaml')}.yaml"
+    if p.parent == Path(".") and shipped.is_file():
+        return shipped
+    raise SpecError(f"job spec {str(path)!r} does not exist (shipped specs: {', '.join(shipped_jobs())})")
 
 
 def dump_spec(spec: JobSpec) -> str:

@@ -6,49 +6,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-
 from vitforge.config import JobSpec, load_spec
-
-# The same job as jobs/quickstart.yaml (a test keeps them equal), so an installed package needs
-# no checkout to run it.
-QUICKSTART_YAML = """
-name: quickstart
-seed: 0
-model: {size: test, patch_size: 4, img_size: 32}
-data: {source: digits-cluttered, loader: ray}
-scaling: {num_workers: 2, cpus_per_worker: 1}
-deepspeed: {zero_stage: 2}
-stages:
-  - {name: mae, epochs: 10, global_batch_size: 128,
-     optimizer: {fast_lr: 1.5e-3, slow_lr: 1.5e-3, warmup_epochs: 1, lr_scaling: none}}
-  - {name: nnclr_head, epochs: 3, global_batch_size: 128, head_hidden_dim: 256, head_out_dim: 64,
-     predictor_hidden_dim: 256, queue_size: 1024, temperature: 0.2,
-     optimizer: {fast_lr: 1.0e-3, slow_lr: 1.0e-3, weight_decay: 1.0e-5, lr_scaling: none}}
-  - {name: contrastive_tuning, epochs: 5, global_batch_size: 128, head_hidden_dim: 256, head_out_dim: 64,
-     predictor_hidden_dim: 256, queue_size: 1024, topk: 5, temperature: 0.2,
-     optimizer: {fast_lr: 1.0e-3, slow_lr: 5.0e-4, layer_decay: 0.65, lr_scaling: none}}
-checkpoint: {storage_path: ./runs, keep: 2}
-tracking: {log_every_steps: 5, report_every_steps: 25, alias: champion}
-"""
-
-CLOOB_YAML = """
-name: quickstart-cloob
-seed: 0
-model: {size: test, patch_size: 4, img_size: 32, embed_dim: 64, context_length: 80}
-data: {source: shapes, builtin_options: {n: 2000}, loader: ray}
-scaling: {num_workers: 2}
-deepspeed: {zero_stage: 0}
-stages:
-  - {name: cloob, epochs: 4, global_batch_size: 128,
-     optimizer: {fast_lr: 1.0e-3, slow_lr: 1.0e-3, weight_decay: 0.05, warmup_epochs: 1, lr_scaling: none}}
-checkpoint: {storage_path: ./runs, keep: 2}
-tracking: {log_every_steps: 5, report_every_steps: 25}
-"""
 
 
 def default_spec() -> JobSpec:
-    return load_spec(data=yaml.safe_load(QUICKSTART_YAML))
+    """The shipped ``jobs/quickstart.yaml`` (package data: no checkout needed)."""
+    return load_spec("quickstart")
 
 
 def run_quickstart(spec_path: str | None, cloob: bool, echo: Callable[[str], None] = print) -> dict:
@@ -88,7 +51,7 @@ def run_quickstart(spec_path: str | None, cloob: bool, echo: Callable[[str], Non
                           f"{m['nmi']:.3f}")  # fmt: skip
     zs = None
     if cloob:
-        cspec = load_spec(data=yaml.safe_load(CLOOB_YAML))
+        cspec = load_spec("quickstart-cloob")
         cres = run_job(cspec, log=lambda m: console.print(f"[bold cyan]vitforge[/] {m}"), show=True)
         zs = evaluate(cres[-1].export_dir, "shapes", ks=(20,), probe=False, cluster=False,
                       builtin_options={"n": 2000, "size": 32})  # fmt: skip

@@ -36,8 +36,15 @@ def test_every_command_has_help_with_example() -> None:
         assert r.returncode == 0 and "Example" in r.stdout, cmd
 
 
-def test_quickstart_yaml_matches_builtin_default() -> None:
-    from vitforge.config import load_spec
+def test_shipped_specs_load_by_name_from_the_package() -> None:
+    import pytest
+
+    from vitforge.config import SpecError, load_spec, shipped_jobs
     from vitforge.quickstart import default_spec
 
-    assert load_spec(ROOT / "jobs" / "quickstart.yaml") == default_spec()
+    assert {"quickstart", "quickstart-cloob", "tiny-mae-ct"} <= set(shipped_jobs())
+    # jobs/ in the checkout is the package's own folder: one copy of every spec.
+    assert (ROOT / "jobs").resolve() == (ROOT / "platform" / "vitforge" / "jobs").resolve()
+    assert load_spec("quickstart") == default_spec() == load_spec("quickstart.yaml")
+    with pytest.raises(SpecError, match=r"shipped specs: .*quickstart"):
+        load_spec("no-such-job")

@@ -30,7 +30,11 @@ def test_valid_spec_and_overrides() -> None:
 
 def test_unknown_size_names_allowed_values() -> None:
     msg = err({}, "model.size=gigantic")
-    assert "model.size" in msg and "'test', 'tiny', 'small', 'base', 'large' or 'huge'" in msg and "gigantic" in msg
+    assert (
+        "model.size" in msg
+        and "'test', 'mini', 'tiny', 'small', 'base', 'large' or 'huge'" in msg
+        and "gigantic" in msg
+    )
 
 
 def test_zero_stage_and_unknown_field() -> None:
@@ -55,12 +59,43 @@ def test_queue_not_multiple_of_global_batch() -> None:
 
 
 def test_frozen_everything_and_stage_order() -> None:
-    assert "freezes the whole encoder" in err({"stages": [{"name": "mae", "frozen_blocks": 4}]})
+    assert "stages.0.frozen_blocks: not a field of a 'mae' stage" in err(
+        {"stages": [{"name": "mae", "frozen_blocks": 4}]}
+    )
     assert "must be in [0, 4]" in err(
         {"stages": [{"name": "contrastive_tuning", "frozen_blocks": 9, "queue_size": 64}]}
     )
     assert "run in the order" in err({"stages": [{"name": "contrastive_tuning", "queue_size": 64}, {"name": "mae"}]})
     assert "single stage" in err({"stages": [{"name": "cloob"}, {"name": "mae"}]})
+
+
+def test_stage_fields_belong_to_their_stage_and_defaults_follow_the_recipes() -> None:
+    msg = err({"stages": [{"name": "mae", "inv_tau": 10}]})
+    assert "stages.0.inv_tau: not a field of a 'mae' stage (got 10)" in msg
+    assert "stages.2.optimizer.layer_decay: Extra inputs" in err(MAE_CT, "stages.2.optimizer.layer_decay=0.5")
+    assert "stages.0.name" in err({"stages": [{"name": "byol"}]})
+    spec = load_spec(
+        data={
+            **MAE_CT,
+            "stages": [
+                *MAE_CT["stages"],
+            ],
+        }
+    )
+    mae, head, tune = spec.stages
+    assert (mae.crop_scale, head.crop_scale, tune.crop_scale) == ((0.2, 1.0), (0.08, 1.0), (0.08, 1.0))
+    assert (head.topk, tune.topk, tune.layer_decay, tune.ema_momentum) == (1, 20, 0.65, 0.99)
+    assert (head.optimizer.weight_decay, tune.optimizer.weight_decay, tune.head_weight_decay) == (1e-5, 0.05, 1e-5)
+    assert spec.deepspeed.grad_clip == 0 and spec.model.pool == "mean_patch"
+    assert (
+        load_spec(data={}, overrides=["model.size=large", "model.patch_size=16", "model.img_size=224"]).model.pool
+        == "cls"
+    )
+    cloob = load_spec(data={"stages": [{"name": "cloob", "optimizer": {"fast_lr": 3e-4}}]}).stages[0]
+    assert cloob.crop_scale == (0.9, 1.0) and not cloob.flip
+    # Given fields win; the rest come from the stage's defaults.
+    assert (cloob.optimizer.fast_lr, cloob.optimizer.weight_decay, cloob.optimizer.slow_lr) == (3e-4, 0.1, 1e-3)
+    assert "crop_scale" in err({"stages": [{"name": "mae", "crop_scale": [0.5, 0.2]}]})
 
 
 def test_precision_needs_gpu() -> None:

@@ -26,7 +26,10 @@ def _objectives() -> dict:
     return {
         "nnclr": (lambda a, b, c, d, r, w: nnclr_loss(a, c, 0.2, r, w), (0,)),
         "symmetric_nnclr": (lambda a, b, c, d, r, w: symmetric_nnclr_loss(a, b, c, d, 0.15, r, w), (0, 1)),
-        "cloob": (lambda a, b, c, d, r, w: cloob_loss(F.normalize(a, dim=1), F.normalize(b, dim=1), 30.0, 8.0, r, w), (0, 1)),
+        "cloob": (
+            lambda a, b, c, d, r, w: cloob_loss(F.normalize(a, dim=1), F.normalize(b, dim=1), 30.0, 8.0, r, w),
+            (0, 1),
+        ),
         "clip": (lambda a, b, c, d, r, w: clip_loss(F.normalize(a, dim=1), F.normalize(b, dim=1), 10.0, r, w), (0, 1)),
     }
 
@@ -93,9 +96,13 @@ def test_detached_gather_loses_nnclr_cross_rank_push() -> None:
     parts = []
     for r in range(WORLD):
         p = pred.clone().requires_grad_(True)
-        logits = F.normalize(nn[r * 8 : (r + 1) * 8], dim=1) @ F.normalize(
-            torch.cat([p[:8] if r == 0 else p[:8].detach(), p[8:] if r == 1 else p[8:].detach()]), dim=1
-        ).T / 0.2
+        logits = (
+            F.normalize(nn[r * 8 : (r + 1) * 8], dim=1)
+            @ F.normalize(
+                torch.cat([p[:8] if r == 0 else p[:8].detach(), p[8:] if r == 1 else p[8:].detach()]), dim=1
+            ).T
+            / 0.2
+        )
         F.cross_entropy(logits, torch.arange(8) + r * 8).backward()
         parts.append(p.grad[r * 8 : (r + 1) * 8])
     cos = F.cosine_similarity(torch.cat(parts).flatten(), full.grad.flatten(), dim=0).item()

@@ -188,14 +188,17 @@ def build_view(
     interpolation: str = "bicubic",
     strong: bool = False,
     train: bool = True,
+    flip: bool = True,
 ) -> Compose:
-    """One view: crop & flip (MAE, MAE-CT), plus colour/grey/blur/solarize with ``strong``.
+    """One view: crop (and flip, MAE, MAE-CT), plus colour/grey/blur/solarize with ``strong``.
 
     ``train=False`` gives the evaluation view: resize and normalize only.
     """
     if not train:
         return Compose([Resize(size, interpolation), Normalize(mean, std)])
-    steps: list = [RandomResizedCrop(size, scale, ratio, interpolation), HorizontalFlip()]
+    steps: list = [RandomResizedCrop(size, scale, ratio, interpolation)]
+    if flip:
+        steps.append(HorizontalFlip())
     if strong:
         steps += [ColorJitter(), Grayscale(), GaussianBlur(), Solarize()]
     return Compose([*steps, Normalize(mean, std)])

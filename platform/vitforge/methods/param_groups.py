@@ -59,15 +59,18 @@ def ttur_param_groups(
     weight_decay: float = 0.05,
     layer_decay: float = 0.65,
     slow_extra: Iterable[nn.Module] = (),
+    fast_weight_decay: float | None = None,
 ) -> list[dict]:
     """Named parameters ``fast`` at ``fast_lr``; the encoder at ``slow_lr`` with layer-wise lr decay.
 
     Block i of an encoder of depth L gets ``slow_lr * layer_decay ** (L + 1 - (i + 1))``; the
     embeddings get the smallest scale and the final norm the full rate. ``slow_extra`` modules
-    join the slow group at full rate.
+    join the slow group at full rate. ``fast_weight_decay`` (default: ``weight_decay``) is the
+    fast group's own (MAE-CT's head: 1e-5 beside the encoder's 0.05).
     """
     groups: list[dict] = []
-    groups += _grouped(fast, "fast", fast_lr, weight_decay, lambda _: 1.0)
+    fast_wd = weight_decay if fast_weight_decay is None else fast_weight_decay
+    groups += _grouped(fast, "fast", fast_lr, fast_wd, lambda _: 1.0)
     if slow_encoder is not None:
         depth = slow_encoder.depth
 
@@ -100,10 +103,19 @@ def mae_param_groups(mae: MAE, fast_lr: float, slow_lr: float, weight_decay: flo
 
 
 def mae_ct_param_groups(
-    encoder: ViT, head: NNCLRHead, fast_lr: float, slow_lr: float, weight_decay: float = 0.05, layer_decay: float = 0.65
+    encoder: ViT,
+    head: NNCLRHead,
+    fast_lr: float,
+    slow_lr: float,
+    weight_decay: float = 0.05,
+    layer_decay: float = 0.65,
+    head_weight_decay: float = 1e-5,
 ) -> list[dict]:
-    """MAE-CT: the NNCLR head fast, the (partly frozen) encoder slow with layer-wise decay."""
-    return ttur_param_groups(head.named_parameters(), encoder, fast_lr, slow_lr, weight_decay, layer_decay)
+    """MAE-CT: the NNCLR head fast (weight decay 1e-5), the (partly frozen) encoder slow with
+    layer-wise decay (weight decay 0.05), as ml-jku/MAE-CT's stage-3 yaml."""
+    return ttur_param_groups(
+        head.named_parameters(), encoder, fast_lr, slow_lr, weight_decay, layer_decay, (), head_weight_decay
+    )
 
 
 def cloob_param_groups(

@@ -15,16 +15,19 @@ from torch import nn
 
 
 def mlp(dims: list[int], last_bn: bool) -> nn.Sequential:
-    """Linear-BN-ReLU for every hidden layer; the last layer optionally BatchNorm'd, never ReLU'd."""
+    """Linear-BN-ReLU for every hidden layer; the last layer optionally BatchNorm'd, never ReLU'd.
+
+    As ml-jku/MAE-CT's NNCLR head: no bias before a BatchNorm (redundant), the projector's last
+    BatchNorm with affine weights, the predictor's last linear without bias.
+    """
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(itertools.pairwise(dims)):
         last = i == len(dims) - 2
-        # A bias before BatchNorm is redundant.
-        layers.append(nn.Linear(a, b, bias=last and not last_bn))
+        layers.append(nn.Linear(a, b, bias=False))
         if not last:
             layers += [nn.BatchNorm1d(b), nn.ReLU(inplace=True)]
         elif last_bn:
-            layers.append(nn.BatchNorm1d(b, affine=False))
+            layers.append(nn.BatchNorm1d(b))
     return nn.Sequential(*layers)
 
 
@@ -78,7 +81,12 @@ class NNQueue(nn.Module):
 
 
 class NNCLRHead(nn.Module):
-    """Projector d->h->h->out and predictor out->p->out (NNCLR), plus an EMA target projector."""
+    """Projector d->h->h->out and predictor out->p->out (NNCLR), plus a target projector.
+
+    ``ema_momentum=None`` (MAE-CT stage 2): the online projector's output, detached, feeds the
+    queue and the lookups; the target projector is unused. A momentum (stage 3, 0.99): an EMA
+    target projector does, started as a copy of the online one (``reset_target``).
+    """
 
     def __init__(
         self,
@@ -87,7 +95,7 @@ class NNCLRHead(nn.Module):
         out_dim: int = 256,
         predictor_hidden_dim: int = 4096,
         queue_size: int = 65536,
-        ema_momentum: float = 0.99,
+        ema_momentum: float | None = 0.99,
     ) -> None:
         super().__init__()
         self.projector = mlp([in_dim, hidden_dim, hidden_dim, out_dim], last_bn=True)
@@ -97,11 +105,19 @@ class NNCLRHead(nn.Module):
         self.ema_momentum = ema_momentum
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, d) encoder features -> (prediction (B, out), target projection (B, out), no grad)."""
-        pred = self.predictor(self.projector(features))
+        """(B, d) encoder features -> (prediction (B, out), queue/lookup projection (B, out), no grad)."""
+        proj = self.projector(features)
+        pred = self.predictor(proj)
+        if self.ema_momentum is None:
+            return pred, proj.detach()
         with torch.no_grad():
             target = self.target_projector(features.detach())
         return pred, target
+
+    @torch.no_grad()
+    def reset_target(self) -> None:
+        """target <- online projector (parameters and BatchNorm statistics)."""
+        self.target_projector.load_state_dict(self.projector.state_dict())
 
     @torch.no_grad()
     def update_target(self) -> None:
@@ -110,6 +126,8 @@ class NNCLRHead(nn.Module):
         Under ZeRO-3 a parameter's data lives in its ``ds_tensor`` shard; target and online are
         partitioned alike, so the shards are averaged in place (no gather needed).
         """
+        if self.ema_momentum is None:
+            return
         m = self.ema_momentum
         for t, o in zip(self.target_projector.parameters(), self.projector.parameters(), strict=True):
             if hasattr(o, "ds_tensor"):

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vitforge.config import JobSpec, StageSpec
+from vitforge.config import AnyStage, JobSpec
 
 CKPT_TAG = "ckpt"
 
@@ -44,7 +44,7 @@ def deepspeed_config(spec: JobSpec, micro_batch: int) -> dict[str, Any]:
     return cfg
 
 
-def build_optimizer(groups: list[dict], stage: StageSpec, offload: bool) -> torch.optim.Optimizer:
+def build_optimizer(groups: list[dict], stage: AnyStage, offload: bool) -> torch.optim.Optimizer:
     opt = stage.optimizer
     clean = [{k: v for k, v in g.items() if k not in ("group", "lr_scale")} for g in groups]
     if offload:
@@ -54,7 +54,7 @@ def build_optimizer(groups: list[dict], stage: StageSpec, offload: bool) -> torc
     return torch.optim.AdamW(clean, lr=opt.slow_lr, betas=opt.betas)
 
 
-def init_engine(task: nn.Module, groups: list[dict], spec: JobSpec, stage: StageSpec, micro_batch: int):
+def init_engine(task: nn.Module, groups: list[dict], spec: JobSpec, stage: AnyStage, micro_batch: int):
     """Wrap ``task`` in a DeepSpeed engine. torch.distributed must be initialised (Ray Train does it)."""
     import deepspeed
 

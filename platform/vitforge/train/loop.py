@@ -119,7 +119,7 @@ def run_stage(ctx: WorkerContext, spec: JobSpec, stage_index: int) -> dict:
     task = build_task(spec, stage_index, ctx.init_from)
     base = base_lrs(stage)
     opt = stage.optimizer
-    groups = task.param_groups(base["fast"], base["slow"], opt.weight_decay, opt.layer_decay)
+    groups = task.param_groups(base["fast"], base["slow"], opt.weight_decay)
     meta = [(g["group"], g["lr_scale"]) for g in groups]
     workers = max(ctx.world_size, 1)
     micro = stage.global_batch_size // (workers * spec.deepspeed.grad_accum)

@@ -19,8 +19,6 @@ from vitforge.models.tokenizer import ByteTokenizer
 from vitforge.tracking import Tracker, flatten, git_info, log_figure_rows, register_encoder
 from vitforge.train.export import CARD, save_export
 
-TWO_VIEW_STAGES = ("nnclr_head", "contrastive_tuning")
-
 
 @dataclass
 class StageResult:
@@ -62,18 +60,18 @@ def stage_run_name(spec: JobSpec, i: int) -> str:
 def make_batch_maker(spec: JobSpec, stage_index: int, normalization: dict, train: bool = True) -> BatchMaker:
     stage = spec.stages[stage_index]
     d = spec.data
-    views = 2 if stage.name in TWO_VIEW_STAGES else 1
     view = [
         build_view(
             spec.model.img_size,
             normalization["mean"],
             normalization["std"],
-            scale=d.crop_scale,
+            scale=stage.crop_scale,
             interpolation=d.interpolation,
-            strong=stage.strong_aug,
+            flip=stage.flip,
+            strong=getattr(stage, "strong_aug", False),
             train=train,
         )
-    ] * views
+    ] * stage.views
     tok = ByteTokenizer(spec.model.context_length) if stage.name in ("cloob", "clip") else None
     return BatchMaker(view, d.source, tok, spec.seed, d.on_bad)
 

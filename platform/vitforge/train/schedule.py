@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from vitforge.config import StageSpec
+from vitforge.config import AnyStage
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float = 0.0) -> float:
@@ -15,10 +15,13 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float =
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def base_lrs(stage: StageSpec) -> dict[str, float]:
-    """The fast and slow base rates, scaled by global batch / base_batch when lr_scaling is linear."""
+def base_lrs(stage: AnyStage) -> dict[str, float]:
+    """The fast and slow base rates, scaled by images per step / base_batch when lr_scaling is linear.
+
+    Images per step count every view (ml-jku/MAE-CT: batch x 2 views / 256 in stages 2 and 3).
+    """
     opt = stage.optimizer
-    scale = stage.global_batch_size / opt.base_batch if opt.lr_scaling == "linear" else 1.0
+    scale = stage.global_batch_size * stage.views / opt.base_batch if opt.lr_scaling == "linear" else 1.0
     return {"fast": opt.fast_lr * scale, "slow": opt.slow_lr * scale}
 
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import vitforge.models as m
-from vitforge.config import JobSpec, StageSpec
+from vitforge.config import AnyStage, ContrastiveTuningStage, JobSpec, MAEStage
 from vitforge.methods import (
     cloob_param_groups,
     freeze_lower_blocks,
@@ -28,7 +28,7 @@ from vitforge.train.export import build_encoder, build_image_text, load_part
 class MAETask(nn.Module):
     views = 1
 
-    def __init__(self, encoder: m.ViT, stage: StageSpec, size: str) -> None:
+    def __init__(self, encoder: m.ViT, stage: MAEStage, size: str) -> None:
         super().__init__()
         self.mae = m.mae_for(encoder, size, stage.mask_ratio)
         self.norm_pix = stage.norm_pix
@@ -38,7 +38,7 @@ class MAETask(nn.Module):
         pred, mask = self.mae(imgs)
         return mae_loss(imgs, pred, mask, self.mae.encoder.patch_size, self.norm_pix)
 
-    def param_groups(self, lr_fast: float, lr_slow: float, wd: float, layer_decay: float) -> list[dict]:
+    def param_groups(self, lr_fast: float, lr_slow: float, wd: float) -> list[dict]:
         return mae_param_groups(self.mae, lr_fast, lr_slow, wd)
 
     def exports(self) -> dict[str, nn.Module]:
@@ -50,19 +50,22 @@ class NNCLRTask(nn.Module):
 
     views = 2
 
-    def __init__(self, encoder: m.ViT, stage: StageSpec, pool: str) -> None:
+    def __init__(self, encoder: m.ViT, stage: AnyStage, pool: str) -> None:
         super().__init__()
         self.encoder = encoder
         self.pool = pool
+        self.tune_encoder = isinstance(stage, ContrastiveTuningStage)
+        # Stage 2: the online projector feeds queue and lookups; stage 3: an EMA target does.
         self.head = m.NNCLRHead(
             encoder.dim,
             stage.head_hidden_dim,
             stage.head_out_dim,
             stage.predictor_hidden_dim,
             stage.queue_size,
-            stage.ema_momentum,
+            stage.ema_momentum if self.tune_encoder else None,
         )
-        self.tune_encoder = stage.name == "contrastive_tuning"
+        self.layer_decay = stage.layer_decay if self.tune_encoder else 1.0
+        self.head_weight_decay = stage.head_weight_decay
         default_frozen = encoder.depth // 2 if self.tune_encoder else encoder.depth
         self.frozen_blocks = freeze_lower_blocks(
             encoder, default_frozen if stage.frozen_blocks is None else stage.frozen_blocks
@@ -91,8 +94,10 @@ class NNCLRTask(nn.Module):
             self.head.queue.push(gather_features(t1, rank, world_size), gather_features(ids, rank, world_size))
         return loss
 
-    def param_groups(self, lr_fast: float, lr_slow: float, wd: float, layer_decay: float) -> list[dict]:
-        return mae_ct_param_groups(self.encoder, self.head, lr_fast, lr_slow, wd, layer_decay)
+    def param_groups(self, lr_fast: float, lr_slow: float, wd: float) -> list[dict]:
+        return mae_ct_param_groups(
+            self.encoder, self.head, lr_fast, lr_slow, wd, self.layer_decay, self.head_weight_decay
+        )
 
     def exports(self) -> dict[str, nn.Module]:
         return {"encoder": self.encoder, "head": self.head}
@@ -101,11 +106,11 @@ class NNCLRTask(nn.Module):
 class ImageTextTask(nn.Module):
     views = 1
 
-    def __init__(self, model: m.ImageTextModel, stage: StageSpec) -> None:
+    def __init__(self, model: m.ImageTextModel, stage: AnyStage) -> None:
         super().__init__()
         self.model = model
         self.objective = stage.name
-        self.inv_tau, self.beta = stage.inv_tau, stage.hopfield_beta
+        self.inv_tau, self.beta = getattr(stage, "inv_tau", None), getattr(stage, "hopfield_beta", None)
 
     def forward(self, batch: dict[str, torch.Tensor], rank: int = 0, world_size: int = 1) -> torch.Tensor:
         img, txt = self.model(batch["image"], batch["tokens"])
@@ -114,8 +119,8 @@ class ImageTextTask(nn.Module):
         # CLIP clamps its learned scale at 100 (as the reference does).
         return clip_loss(img, txt, self.model.logit_scale.exp().clamp(max=100), rank, world_size)
 
-    def param_groups(self, lr_fast: float, lr_slow: float, wd: float, layer_decay: float) -> list[dict]:
-        return cloob_param_groups(self.model, lr_fast, lr_slow, wd, layer_decay)
+    def param_groups(self, lr_fast: float, lr_slow: float, wd: float) -> list[dict]:
+        return cloob_param_groups(self.model, lr_fast, lr_slow, wd)
 
     def exports(self) -> dict[str, nn.Module]:
         return {"encoder": self.model.image_encoder, "model": self.model}
@@ -145,6 +150,7 @@ def build_task(spec: JobSpec, stage_index: int, init_from: str | None) -> nn.Mod
     task = NNCLRTask(encoder, stage, spec.model.pool)
     if stage.name == "contrastive_tuning" and init_from and _has_part(init_from, "head"):
         load_part(task.head, init_from, "head")  # MAE-CT: the head fitted in stage 2
+        task.head.reset_target()  # the EMA target starts as stage 2's online projector
     return task
 
 
