@@ -81,6 +81,24 @@ def test_head_shapes_and_ema() -> None:
     head.update_target()
     for b, t, o in zip(before, head.target_projector.parameters(), head.projector.parameters(), strict=True):
         assert torch.allclose(t, 0.9 * b + 0.1 * o)
+    # BatchNorm statistics are copied from the online projector (MAE-CT), not averaged.
+    for t, o in zip(head.target_projector.buffers(), head.projector.buffers(), strict=True):
+        assert torch.equal(t, o)
+
+
+def test_stage2_head_uses_online_projector_and_stage3_target_starts_from_it() -> None:
+    head = m.NNCLRHead(16, hidden_dim=32, out_dim=8, predictor_hidden_dim=24, queue_size=64, ema_momentum=None)
+    x = torch.randn(6, 16)
+    pred, proj = head(x)
+    assert not proj.requires_grad and torch.allclose(proj, head.projector(x))
+    before = [t.clone() for t in head.target_projector.parameters()]
+    head.update_target()  # no EMA in stage 2
+    assert all(torch.equal(b, t) for b, t in zip(before, head.target_projector.parameters(), strict=True))
+    head.reset_target()
+    assert all(torch.equal(t, o) for t, o in zip(head.target_projector.state_dict().values(),
+                                                 head.projector.state_dict().values(), strict=True))  # fmt: skip
+    # The projector's last BatchNorm has affine weights; the predictor's last linear has no bias.
+    assert head.projector[-1].affine and head.predictor[-1].bias is None
 
 
 def test_tokenizer_roundtrip_truncation_and_errors() -> None:

@@ -35,13 +35,16 @@ def test_mae_ct_groups_layer_decay_and_no_decay() -> None:
     wd_of = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
     assert wd_of[id(enc.blocks[3].attn.qkv.weight)] > 0
     assert wd_of[id(enc.blocks[3].attn.qkv.bias)] == 0 and wd_of[id(enc.norm.weight)] == 0
+    # The head's weight decay is its own (MAE-CT: 1e-5 beside the encoder's 0.05).
+    assert wd_of[id(head.projector[0].weight)] == 1e-5 and wd_of[id(enc.blocks[3].mlp[0].weight)] == 0.05
 
 
 def test_mae_and_cloob_splits() -> None:
     mae = m.mae_for(m.vit_test_patch4(img_size=8), "test")
     g = mae_param_groups(mae, 1e-3, 1e-4)
-    assert id(mae.mask_token) in _ids(g, group="fast", weight_decay=0.0)
-    assert id(mae.encoder.cls_token) in _ids(g, group="slow", weight_decay=0.0)
+    # Tokens are decayed as in facebookresearch/mae (timm's add_weight_decay skips 1-D tensors only).
+    assert id(mae.mask_token) in _ids(g, group="fast", weight_decay=0.05)
+    assert id(mae.encoder.cls_token) in _ids(g, group="slow", weight_decay=0.05)
     assert _ids(g, group="slow") == {id(p) for p in mae.encoder.parameters()}
     model = m.ImageTextModel(m.vit_test_patch4(img_size=8), m.TextEncoder(32, 1, 2, 8), embed_dim=16)
     g = cloob_param_groups(model, 1e-3, 1e-4)

@@ -1,8 +1,9 @@
 """TTUR parameter groups: a *fast* and a *slow* group, each with its own learning rate.
 
 Every group dict carries ``group`` ("fast"/"slow") and ``lr_scale`` so a scheduler can set
-``lr = base_lr[group] * lr_scale * schedule(step)``. Norms, biases, tokens and position
-embeddings get no weight decay; frozen parameters are left out.
+``lr = base_lr[group] * lr_scale * schedule(step)``. Norms, biases (every tensor of one
+dimension) and CLIP's logit scale get no weight decay; the class and mask tokens do, as in
+facebookresearch/mae and ml-jku/MAE-CT (timm's ``add_weight_decay``). Frozen parameters are left out.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from vitforge.models.mae import MAE
 from vitforge.models.nnclr_head import NNCLRHead
 from vitforge.models.vit import ViT
 
-_NO_DECAY_NAMES = ("cls_token", "pos_embed", "mask_token", "logit_scale")
+_NO_DECAY_NAMES = ("pos_embed", "logit_scale")
 
 
 def _decays(name: str, ndim: int) -> bool:

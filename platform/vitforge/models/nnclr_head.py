@@ -121,7 +121,7 @@ class NNCLRHead(nn.Module):
 
     @torch.no_grad()
     def update_target(self) -> None:
-        """target <- m * target + (1 - m) * online, for parameters and BatchNorm statistics.
+        """target <- m * target + (1 - m) * online for parameters; BatchNorm statistics copied.
 
         Under ZeRO-3 a parameter's data lives in its ``ds_tensor`` shard; target and online are
         partitioned alike, so the shards are averaged in place (no gather needed).
@@ -134,8 +134,6 @@ class NNCLRHead(nn.Module):
                 t.ds_tensor.lerp_(o.ds_tensor.to(t.ds_tensor.dtype), 1 - m)
             else:
                 t.lerp_(o.detach().to(t.dtype), 1 - m)
+        # BatchNorm statistics are copied, not averaged (ml-jku/MAE-CT utils/model_utils.py update_ema).
         for t, o in zip(self.target_projector.buffers(), self.projector.buffers(), strict=True):
-            if t.dtype.is_floating_point:
-                t.lerp_(o.to(t.dtype), 1 - m)
-            else:
-                t.copy_(o)
+            t.copy_(o)
