@@ -89,7 +89,7 @@ def test_head_shapes_and_ema() -> None:
 def test_stage2_head_uses_online_projector_and_stage3_target_starts_from_it() -> None:
     head = m.NNCLRHead(16, hidden_dim=32, out_dim=8, predictor_hidden_dim=24, queue_size=64, ema_momentum=None)
     x = torch.randn(6, 16)
-    pred, proj = head(x)
+    _, proj = head(x)
     assert not proj.requires_grad and torch.allclose(proj, head.projector(x))
     before = [t.clone() for t in head.target_projector.parameters()]
     head.update_target()  # no EMA in stage 2
