@@ -52,13 +52,15 @@ def evaluate(
     builtin_options: dict | None = None,
     class_names: list[str] | None = None,
     name: str = "model",
+    encoder: Any = None,
 ) -> dict[str, float]:
     """k-NN (each k), linear probe, clustering and, for image-text models, zero-shot accuracy.
 
     ``model_ref=None`` evaluates raw pixels with ``card`` giving size and normalization (the
-    baseline). With ``out_dir``, writes ``metrics.json``, an embedding map and a confusion matrix.
+    baseline), or ``encoder``, an in-memory model (a randomly initialised one, say), with ``card``.
+    With ``out_dir``, writes ``metrics.json``, an embedding map and a confusion matrix.
     """
-    model = None
+    model = encoder
     if model_ref is not None:
         model, card = load_encoder(resolve_export(model_ref))
     assert card is not None, "raw-pixel evaluation needs a card with img_size and normalization"
