@@ -25,8 +25,6 @@ from pathlib import Path
 
 from bench.common import RESULTS, print_table
 
-HEAD = {"head_hidden_dim": 256, "head_out_dim": 64, "predictor_hidden_dim": 256, "queue_size": 1024}
-
 
 def _spec(name: str, storage: str, stages: list[dict], model: dict, source: str, seed: int, **data):
     from vitforge.config import load_spec
@@ -65,18 +63,17 @@ def _train(spec, storage: str) -> list[str]:
 
 
 def mae_ct_rows(storage: str, source: str, epochs: dict[str, float], seed: int, out_dir: Path) -> list[dict]:
+    from vitforge.config import load_spec
     from vitforge.eval.evaluate import evaluate, raw_pixel_card
     from vitforge.train.export import read_card
 
-    model = {"size": "test", "patch_size": 4, "img_size": 32}
-    lr = {"lr_scaling": "none", "warmup_epochs": 1}
-    mae_stage = {"name": "mae", "epochs": epochs["mae"], "global_batch_size": 128,
-                 "optimizer": {**lr, "fast_lr": 1.5e-3, "slow_lr": 1.5e-3}}  # fmt: skip
-    head = {"name": "nnclr_head", "epochs": epochs["head"], "global_batch_size": 128, "temperature": 0.2, **HEAD,
-            "optimizer": {**lr, "fast_lr": 1e-3, "slow_lr": 1e-3, "weight_decay": 1e-5}}  # fmt: skip
-    # TTUR: the fresh head's projector/predictor fast, the pretrained upper blocks 3x slower.
-    tune = {"name": "contrastive_tuning", "epochs": epochs["tune"], "global_batch_size": 128, "temperature": 0.2,
-            "topk": 5, **HEAD, "optimizer": {**lr, "fast_lr": 3e-3, "slow_lr": 1e-3, "layer_decay": 0.65}}  # fmt: skip
+    # The quickstart's recipe, stage by stage (jobs/quickstart.yaml says where it leaves the papers').
+    qs = load_spec("quickstart")
+    model = qs.model.model_dump(mode="json")
+    mae_stage, head, tune = (
+        {**st.model_dump(mode="json", exclude={"max_steps"}), "epochs": epochs[key]}
+        for st, key in zip(qs.stages, ("mae", "head", "tune"), strict=True)
+    )
     rows = []
     t0 = time.perf_counter()
     mae_export = _train(_spec(f"mae-{source}", storage, [mae_stage], model, source, seed), storage)[-1]
@@ -90,7 +87,7 @@ def mae_ct_rows(storage: str, source: str, epochs: dict[str, float], seed: int, 
         variants[label] = _train(spec, storage)[-1]
     for label, export in variants.items():
         kw = (
-            {"card": raw_pixel_card(32, card["normalization"]["mean"], card["normalization"]["std"])}
+            {"card": raw_pixel_card(model["img_size"], card["normalization"]["mean"], card["normalization"]["std"])}
             if export is None
             else {}
         )
@@ -102,31 +99,9 @@ def mae_ct_rows(storage: str, source: str, epochs: dict[str, float], seed: int, 
     return rows
 
 
-def _attribute_zero_shot(export: str, opts: dict) -> dict[str, float]:
-    """Zero-shot top-1 on the shape kind (the label) and on the colour named in each caption."""
-    import torch
-
-    from vitforge.data import load_source
-    from vitforge.data.builtin import COLOURS, SHAPES
-    from vitforge.eval.features import extract_features
-    from vitforge.eval.zeroshot import class_embeddings, zero_shot
-    from vitforge.models.tokenizer import ByteTokenizer
-    from vitforge.train.export import load_encoder
-
-    model, card = load_encoder(export)
-    test = load_source("shapes", "test", builtin_options=opts)
-    x, y = extract_features(model, card, test)
-    tok = ByteTokenizer(card["tokenizer"]["context_length"])
-    colours = list(COLOURS)
-    y_col = torch.tensor([next(i for i, c in enumerate(colours) if f" {c} " in r["caption"]) for r in test])
-    col_templates = ("a {} shape", "a small {} shape", "a large {} shape")
-    return {
-        "shape": zero_shot(x, y, class_embeddings(model, tok, SHAPES))["top1"],
-        "colour": zero_shot(x, y_col, class_embeddings(model, tok, colours, templates=col_templates))["top1"],
-    }
-
-
 def cloob_rows(storage: str, epochs: float, seeds: list[int]) -> list[dict]:
+    from vitforge.eval.zeroshot import shapes_zero_shot
+
     model = {"size": "test", "patch_size": 4, "img_size": 32, "embed_dim": 64, "context_length": 80}
     opts = {"n": 4000, "size": 32}
     rows = []
@@ -137,8 +112,8 @@ def cloob_rows(storage: str, epochs: float, seeds: list[int]) -> list[dict]:
                      "optimizer": {"lr_scaling": "none", "fast_lr": 3e-3, "slow_lr": 3e-3, "weight_decay": 0.05,
                                    "warmup_epochs": 1}}  # fmt: skip
             spec = _spec(f"{objective}-{seed}", storage, [stage], model, "shapes", seed, builtin_options={"n": 4000})
-            for k, v in _attribute_zero_shot(_train(spec, storage)[-1], opts).items():
-                accs[k].append(v)
+            for k, v in shapes_zero_shot(_train(spec, storage)[-1], opts).items():
+                accs[k.removesuffix("_top1")].append(v)
         row = {"method": objective.upper()}
         for k, v in accs.items():
             row[f"{k}_top1_mean"] = sum(v) / len(v)

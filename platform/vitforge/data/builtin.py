@@ -108,12 +108,14 @@ def digits_cluttered(
     test_fraction: float = 0.2,
     copies: int = 1,
     clutter: float = 1.0,
+    jitter: float = 0.125,
 ) -> dict:
     """Each real digit ``copies`` times, in white, jittered (scale, rotation, position) on a dark
     background cluttered with a smooth glow and distractor strokes (see ``_background``).
 
     A person reads every digit at 32x32; raw-pixel k-NN suffers, because the clutter and the
-    misalignment dominate pixel distance. ``clutter`` in [0, 1] scales the clutter (0: plain).
+    misalignment dominate pixel distance. ``clutter`` in [0, 1] scales the clutter (0: plain);
+    ``jitter`` is the largest shift from the centre as a fraction of ``size``.
     """
     if not 0.0 <= clutter <= 1.0:
         raise ValueError(f"digits-cluttered: clutter must be in [0, 1], got {clutter}")
@@ -131,7 +133,8 @@ def digits_cluttered(
         glyph = Image.fromarray((imgs[i] * 255).astype(np.uint8)).resize((side, side), Image.BICUBIC)
         glyph = glyph.rotate(rng.uniform(-15, 15), resample=Image.BILINEAR)
         c = (size - side) // 2
-        x0, y0 = (c + rng.integers(-size // 8, size // 8 + 1, 2)).clip(0, size - side)
+        shift = round(jitter * size)  # position jitter, in pixels either way
+        x0, y0 = (c + rng.integers(-shift, shift + 1, 2)).clip(0, size - side)
         canvas = np.asarray(bg, np.float32) / 255
         alpha = np.clip(np.asarray(glyph, np.float32) / 255 * 1.5 - 0.1, 0, 1)
         patch = canvas[y0 : y0 + side, x0 : x0 + side]

@@ -36,3 +36,24 @@ def zero_shot(
         kk = min(k, class_emb.shape[0])
         out[f"top{k}"] = float((ranked[:, :kk] == labels[:, None]).any(1).float().mean())
     return out
+
+
+def shapes_zero_shot(export: str, builtin_options: dict) -> dict[str, float]:
+    """Zero-shot top-1 on the built-in ``shapes`` test split, on the shape kind (the label) and on
+    the colour named in each caption (8 classes each: chance 0.125)."""
+    from vitforge.data import load_source
+    from vitforge.data.builtin import COLOURS, SHAPES
+    from vitforge.eval.features import extract_features
+    from vitforge.train.export import load_encoder
+
+    model, card = load_encoder(export)
+    test = load_source("shapes", "test", builtin_options=builtin_options)
+    x, y = extract_features(model, card, test)
+    tok = ByteTokenizer(card["tokenizer"]["context_length"])
+    colours = list(COLOURS)
+    y_col = torch.tensor([next(i for i, c in enumerate(colours) if f" {c} " in r["caption"]) for r in test])
+    col_templates = ("a {} shape", "a small {} shape", "a large {} shape")
+    return {
+        "shape_top1": zero_shot(x, y, class_embeddings(model, tok, SHAPES))["top1"],
+        "colour_top1": zero_shot(x, y_col, class_embeddings(model, tok, colours, templates=col_templates))["top1"],
+    }
