@@ -53,3 +53,28 @@ def test_resume_continues_exact_steps(tmp_path: Path) -> None:
     # Resuming from step 3 redoes steps 4.. only, up to the new plan of 9.
     assert [h["step"] for h in resumed.history] == [4, 5, 6, 7, 8, 9]
     assert abs(resumed.history[0]["loss"] - first.history[3]["loss"]) < 1e-4  # same data, same RNG
+
+
+def test_quickstart_head_stage_loss_falls_well_below_chance(tmp_path: Path) -> None:
+    """The quickstart's NNCLR head stage learns: its loss starts at chance (ln of the global batch,
+    the number of candidates) and ends well below it, on a frozen randomly initialised encoder."""
+    import math
+
+    qs = load_spec("quickstart").model_dump(mode="json")
+    head = {**qs["stages"][1], "epochs": 5}
+    spec = load_spec(
+        data={
+            **qs,
+            "name": "head-learns",
+            "scaling": {"num_workers": 1},
+            "data": {**qs["data"], "loader": "local"},
+            "stages": [head],
+            "checkpoint": {"storage_path": str(tmp_path)},
+            "tracking": {"enabled": False, "log_every_steps": 1},
+        }
+    )
+    chance = math.log(head["global_batch_size"])
+    hist = run_local(spec, 0, str(tmp_path / "ck")).history
+    epochs = [h["epoch_loss"] for h in hist if "epoch_loss" in h]
+    assert hist[0]["loss"] > 0.95 * chance, (hist[0]["loss"], chance)
+    assert epochs[-1] < 0.85 * chance, (epochs, chance)
