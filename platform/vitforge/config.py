@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from vitforge.models.vit import SIZES
 
 SizeName = Literal["test", "mini", "tiny", "small", "base", "large", "huge"]
-StageName = Literal["mae", "nnclr_head", "contrastive_tuning", "cloob", "clip"]
 MAE_CT_ORDER = ["mae", "nnclr_head", "contrastive_tuning"]
 STAGE_NAMES = (*MAE_CT_ORDER, "cloob", "clip")
 
@@ -300,9 +299,6 @@ class JobSpec(Spec):
                 f"deepspeed.precision {self.deepspeed.precision!r} needs scaling.use_gpu=true; CPU runs in 'fp32'"
             )
         return self
-
-    def stage_names(self) -> list[str]:
-        return [s.name for s in self.stages]
 
 
 def format_errors(err: ValidationError, source: str = "job spec") -> str:

@@ -25,7 +25,7 @@ def err(data: dict, *overrides: str) -> str:
 def test_valid_spec_and_overrides() -> None:
     spec = load_spec(data=MAE_CT, overrides=["stages.0.epochs=0.5", "deepspeed.zero_stage=3", "name=run-1"])
     assert spec.stages[0].epochs == 0.5 and spec.deepspeed.zero_stage == 3 and spec.name == "run-1"
-    assert spec.stage_names() == ["mae", "nnclr_head", "contrastive_tuning"]
+    assert [s.name for s in spec.stages] == ["mae", "nnclr_head", "contrastive_tuning"]
 
 
 def test_unknown_size_names_allowed_values() -> None:
