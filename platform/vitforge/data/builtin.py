@@ -67,16 +67,13 @@ def digits(size: int = 32, seed: int = 0, test_fraction: float = 0.2) -> dict[st
     return {"train": [record(i) for i in train], "test": [record(i) for i in test]}
 
 
-def _background(rng: np.random.Generator, size: int, grey: bool = False) -> np.ndarray:
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     """(size, size, 3) float background: two random colours blended by a smooth random field
     (a gradient at any angle, or a few wide blobs), plus a faint texture (stripes, checks or noise).
 
-    The colours carry most of the pixel energy and say nothing of the label: that is what makes
-    raw-pixel distance a poor feature while the digit stays plain to see.
+    ``digits_cluttered`` dims it to a grey glow under the digit; it says nothing of the label.
     """
     a, b = rng.uniform(0, 1, 3), rng.uniform(0, 1, 3)
-    if grey:
-        a, b = a.mean().repeat(3), b.mean().repeat(3)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     if rng.random() < 0.5:  # linear gradient at a random angle
         t = rng.uniform(0, 2 * math.pi)

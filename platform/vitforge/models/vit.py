@@ -31,7 +31,7 @@ class ViTSize:
 # MAE's decoder is 512 wide, 8 deep, 16 heads for B/L/H; the small sizes get a lighter one.
 SIZES: dict[str, ViTSize] = {
     "test": ViTSize(dim=32, depth=4, heads=2, decoder_dim=32, decoder_depth=1, decoder_heads=2),
-    # Between test and tiny: learns on a CPU in minutes (the quickstart and the reproduction).
+    # Between test and tiny, for CPU experiments (5x a test step; the quickstart keeps `test`).
     "mini": ViTSize(dim=96, depth=6, heads=3, decoder_dim=64, decoder_depth=2, decoder_heads=2),
     "tiny": ViTSize(dim=192, depth=12, heads=3, decoder_dim=256, decoder_depth=4, decoder_heads=8),
     "small": ViTSize(dim=384, depth=12, heads=6, decoder_dim=256, decoder_depth=4, decoder_heads=8),
