@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from vitforge.cli_serve import data_app, serve_app
-from vitforge.cli_util import fail, init_ray, spec_or_exit
+from vitforge.cli_util import fail, spec_or_exit
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 
@@ -24,22 +24,31 @@ def train(
     spec: str = typer.Argument(..., help="Job spec YAML (see jobs/)."),
     overrides: list[str] = typer.Option(None, "--set", help="Override a field: --set stages.0.epochs=2"),
     address: str = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Delete this job's earlier checkpoints and exports first."),
 ) -> None:
     """Run every stage of a job spec on Ray Train with DeepSpeed; export after each stage.
 
-    Re-running the same job (same name and storage) resumes it.
+    Re-running the same job (same name, storage and spec) resumes it; a changed spec stops with
+    the fields that differ (use --fresh, or another name).
 
     Example: vitforge train jobs/tiny-mae-ct.yaml --set deepspeed.zero_stage=3
     """
     from rich.console import Console
     from rich.table import Table
 
+    from vitforge.train.resume import SpecChanged
     from vitforge.train.run import run_job
 
     job = spec_or_exit(spec, overrides)
-    init_ray(address)
     console = Console()
-    results = run_job(job, log=lambda msg: console.print(f"[bold cyan]vitforge[/] {msg}"), show=True)
+
+    def log(msg: str) -> None:
+        console.print(f"[bold cyan]vitforge[/] {msg}")
+
+    try:
+        results = run_job(job, log=log, show=True, fresh=fresh, address=address)
+    except SpecChanged as e:
+        raise fail(str(e)) from None
     table = Table(title=f"job {job.name}")
     for col in ("stage", "wall s", "steps", "loss first -> last", "img/s total", "export"):
         table.add_column(col)
@@ -89,11 +98,13 @@ def tune_cmd(
     spec: str = typer.Argument(..., help="Job spec YAML with a 'tune' section (see jobs/tiny-ttur.yaml)."),
     overrides: list[str] = typer.Option(None, "--set", help="Override a field: --set tune.num_samples=16"),
     address: str = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Delete this search's earlier trials first."),
 ) -> None:
     """Search TTUR (fast, slow) learning-rate pairs of one stage with Ray Tune (ASHA by default).
 
     Writes trials.json, heatmap.png and best_job.yaml (a runnable spec with the best pair) under
-    <storage>/<name>-tune/; re-running resumes an interrupted search.
+    <storage>/<name>-tune/; re-running the same spec resumes an interrupted search (a changed spec
+    stops with the fields that differ: use --fresh, or another name).
 
     Example: vitforge tune jobs/tiny-ttur.yaml --set tune.num_samples=8
     """
@@ -105,8 +116,12 @@ def tune_cmd(
     job = spec_or_exit(spec, overrides)
     if job.tune is None:
         raise fail(f"{spec} has no 'tune' section")
-    init_ray(address)
-    res = run_search(job, log=typer.echo)
+    from vitforge.train.resume import SpecChanged
+
+    try:
+        res = run_search(job, log=typer.echo, fresh=fresh, address=address)
+    except SpecChanged as e:
+        raise fail(str(e)) from None
     table = Table(title=f"TTUR search {job.name}: {job.tune.metric}")
     for col in ("trial", "fast lr", "slow lr", job.tune.metric, "epochs", "status"):
         table.add_column(col)

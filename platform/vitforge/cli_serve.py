@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from vitforge.cli_util import fail, init_ray
+from vitforge.cli_util import fail
 
 data_app = typer.Typer(no_args_is_help=True, help="Built-in datasets and data sources.")
 
@@ -82,7 +82,9 @@ def serve_up(
         name, ref = item.split("=", 1)
         specs.append({"name": name, "model_ref": ref, "max_batch_size": max_batch_size,
                       "gallery": gallery if i == 0 else None})  # fmt: skip
-    init_ray(address)
+    from vitforge.train.run import ensure_ray  # heavy (torch, Ray): only when a command runs
+
+    ensure_ray(address)
     serve.start(http_options={"host": host, "port": port})
     serve.run(build_app({"models": specs}), name="vitforge", route_prefix="/", blocking=False)
     typer.echo(f"serving {', '.join(m['name'] for m in specs)} at http://{host}:{port}  (docs: /docs; Ctrl-C stops)")

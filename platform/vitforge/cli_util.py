@@ -18,20 +18,3 @@ def spec_or_exit(path: str | None, overrides: list[str] | None):
         return load_spec(path, overrides)
     except SpecError as e:
         raise fail(str(e)) from None
-
-
-def init_ray(address: str | None) -> None:
-    """Connect to ``address`` / ``RAY_ADDRESS`` if given, else start a local Ray (see local_ray)."""
-    import os
-
-    import ray
-
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address)
-    else:
-        from vitforge.train.run import local_ray
-
-        local_ray()

@@ -57,22 +57,16 @@ def summary_table(evals: dict[str, dict], source: str, table_cls):
 
 
 def run_quickstart(spec_path: str | None, cloob: bool, echo: Callable[[str], None] = print) -> dict:
-    import ray
     from rich.console import Console
     from rich.table import Table
 
     from vitforge.eval.zeroshot import shapes_zero_shot
     from vitforge.tracking import Tracker
-    from vitforge.train.engine import cpu_accelerator_env
     from vitforge.train.export import read_card
-    from vitforge.train.run import run_job
+    from vitforge.train.run import ensure_ray, run_job
 
     console = Console()
-    cpu_accelerator_env()
-    if not ray.is_initialized():
-        from vitforge.train.run import local_ray
-
-        local_ray()
+    ensure_ray()
     spec = load_spec(spec_path) if spec_path else default_spec()
     t0 = time.perf_counter()
     results = run_job(spec, log=lambda m: console.print(f"[bold cyan]vitforge[/] {m}"), show=True)

@@ -15,18 +15,48 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.ray
 def test_train_tiny_cloob_spec(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    r = subprocess.run(
-        [
-            sys.executable, "-m", "vitforge.cli", "train", str(ROOT / "jobs" / "tiny-cloob.yaml"),
-            "--set", f"checkpoint.storage_path={tmp_path}", "--set", "stages.0.max_steps=6",
-            "--set", "data.builtin_options={n: 400}",
-        ],
-        capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path, check=False,
-    )  # fmt: skip
+
+    def run(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [
+                sys.executable, "-m", "vitforge.cli", "train", str(ROOT / "jobs" / "tiny-cloob.yaml"),
+                "--set", f"checkpoint.storage_path={tmp_path}", "--set", "stages.0.max_steps=6",
+                "--set", "data.builtin_options={n: 400}", *extra,
+            ],
+            capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path, check=False,
+        )  # fmt: skip
+
+    r = run()
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "job tiny-cloob" in r.stdout and "cloob" in r.stdout
     card = json.loads((tmp_path / "tiny-cloob" / "exports" / "0-cloob" / "model_card.json").read_text())
     assert card["kind"] == "image_text" and card["final_metrics"]["step"] == 6
+
+    # A changed spec does not reuse the export: it stops, names the fields and the ways on, logs nothing.
+    changed = run("--set", "stages.0.optimizer.fast_lr=0.01")
+    assert changed.returncode == 2 and "Traceback" not in changed.stderr, changed.stderr[-3000:]
+    assert "stages.0.optimizer.fast_lr: " in changed.stderr and "-> 0.01" in changed.stderr
+    assert "--fresh" in changed.stderr
+    # The same spec again: nothing to do, and no MLflow run for work that was not done.
+    same = run()
+    assert same.returncode == 0 and "nothing to do" in same.stdout, same.stdout[-3000:] + same.stderr[-3000:]
+    runs = mlflow_runs(tmp_path / "mlruns.db")
+    assert sorted(runs) == ["0-cloob", "tiny-cloob"], runs
+    # --fresh deletes the earlier work and trains the changed spec.
+    fresh = run("--set", "stages.0.optimizer.fast_lr=0.01", "--fresh")
+    assert fresh.returncode == 0, fresh.stdout[-3000:] + fresh.stderr[-3000:]
+    assert "--fresh: removing" in fresh.stdout
+    assert (tmp_path / "tiny-cloob" / "exports" / "0-cloob" / "model_card.json").is_file()
+    record = json.loads((tmp_path / "tiny-cloob" / "spec.json").read_text())
+    assert record["stages"][0]["optimizer"]["fast_lr"] == 0.01
+
+
+def mlflow_runs(db: Path) -> list[str]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{db}")
+    ids = [e.experiment_id for e in client.search_experiments()]
+    return [r.info.run_name for r in client.search_runs(ids)]
 
 
 def test_train_bad_spec_exits_2_naming_field(tmp_path: Path) -> None:

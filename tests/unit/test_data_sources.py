@@ -175,6 +175,23 @@ def test_skip_option_counts_bad_rows_in_one_warning(tmp_path: Path) -> None:
     assert len(msgs) == 1 and "skipped 2 of 4 bad rows" in msgs[0] and "row 1" in msgs[0]
 
 
+def test_mean_std_honours_skip_and_names_the_bad_file(tmp_path: Path) -> None:
+    """The mean/std measured before training reads the data too: ``on_bad`` applies to it."""
+    (tmp_path / "a").mkdir()
+    for i in range(3):
+        (tmp_path / "a" / f"ok{i}.png").write_bytes(png((100, 100, 100)))
+    (tmp_path / "a" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    ds = load_source(str(tmp_path))
+    with pytest.raises(DataError, match=r"corrupt\.png.*not a readable image") as e:
+        channel_stats(ds, 10)
+    assert "BytesIO" not in str(e.value)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        mean, std = channel_stats(ds, 10, on_bad="skip")
+    assert mean == [round(100 / 255, 4)] * 3 and std[0] < 1e-3
+    assert any("skipped 1 of 4 bad rows" in str(x.message) for x in w)
+
+
 def test_column_errors(tmp_path: Path) -> None:
     pq.write_table(pa.table({"picture": [png((0, 0, 0))], "caption": [3]}), tmp_path / "x.parquet")
     with pytest.raises(DataError, match=r"no image column 'image'; columns are \['caption', 'picture'\]"):

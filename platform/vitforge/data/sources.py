@@ -206,7 +206,9 @@ def load_image(value: object, where: str) -> Image.Image:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         file = f" (file {path})" if path else ""
-        raise DataError(f"{where}{file}, column 'image': not a readable image: {e}") from e
+        # PIL names the in-memory buffer ("cannot identify image file <_io.BytesIO object at 0x..>").
+        reason = "unknown or corrupt image format" if isinstance(e, UnidentifiedImageError) else str(e)
+        raise DataError(f"{where}{file}, column 'image': not a readable image: {reason}") from e
 
 
 def warn_skipped(skipped: list[str], total: int) -> None:

@@ -7,19 +7,35 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from vitforge.data.sources import load_image, load_source
+from vitforge.data.sources import DataError, load_image, load_source, warn_skipped
 
 
-def channel_stats(ds: datasets.Dataset, max_images: int = 1024, seed: int = 0) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of pixel values in [0, 1] over up to ``max_images`` random rows."""
+def channel_stats(
+    ds: datasets.Dataset, max_images: int = 1024, seed: int = 0, on_bad: str = "raise"
+) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of pixel values in [0, 1] over up to ``max_images`` random rows.
+
+    ``on_bad="skip"``: unreadable rows are left out (one warning with the count and the first
+    reasons), as in training; if none is readable it raises.
+    """
     rng = np.random.default_rng(seed)
     rows = rng.choice(len(ds), size=min(max_images, len(ds)), replace=False)
-    total, total_sq, count = np.zeros(3), np.zeros(3), 0
+    total, total_sq, count, skipped = np.zeros(3), np.zeros(3), 0, []
     for i in rows.tolist():
-        x = np.asarray(load_image(ds[i]["image"], f"row {i}"), dtype=np.float64) / 255.0  # (H, W, 3)
+        try:
+            img = load_image(ds[i]["image"], f"row {i}")
+        except DataError as e:
+            if on_bad != "skip":
+                raise
+            skipped.append(str(e))
+            continue
+        x = np.asarray(img, dtype=np.float64) / 255.0  # (H, W, 3)
         total += x.sum((0, 1))
         total_sq += (x**2).sum((0, 1))
         count += x.shape[0] * x.shape[1]
+    warn_skipped(skipped, len(rows))
+    if count == 0:
+        raise DataError(f"none of the {len(rows)} rows read for the mean/std is a readable image: {skipped[0]}")
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - mean**2, 1e-12))
     return mean.round(4).tolist(), std.round(4).tolist()

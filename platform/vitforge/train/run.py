@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from vitforge.config import JobSpec
 from vitforge.data import BatchMaker, build_view, channel_stats, load_source
 from vitforge.models.tokenizer import ByteTokenizer
 from vitforge.tracking import Tracker, flatten, git_info, log_figure_rows, register_encoder
+from vitforge.train import resume
 from vitforge.train.export import CARD, save_export
 
 
@@ -30,27 +32,53 @@ class StageResult:
     skipped: bool = False
 
 
-def local_ray() -> None:
-    """A local Ray for one machine: logical CPUs at twice the cores, so Ray Data's decode tasks still
-    find a CPU while every core runs a Train worker (else the map stage waits forever); the
-    dashboard on (finished Train runs otherwise leak placement groups); DS_ACCELERATOR passed on."""
+def ensure_ray(address: str | None = None) -> None:
+    """Ray for this process, set up once: the cluster at ``address`` (or ``RAY_ADDRESS``) if given,
+    else a new local one for this machine.
+
+    The local one has logical CPUs at twice the cores, so Ray Data's decode tasks still find a CPU
+    while every core runs a Train worker (else the map stage waits forever); the dashboard on
+    (finished Train runs otherwise leak placement groups); DS_ACCELERATOR passed on. It is
+    isolated (``address="local"``) even when a ``ray start`` cluster runs on this machine: without
+    that, ray.init() finds the cluster and refuses ``num_cpus``.
+    """
     import ray
 
     from vitforge.train.engine import cpu_accelerator_env
 
+    if ray.is_initialized():
+        return
     cpu_accelerator_env()
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address)
+        print(f"vitforge: connected to the Ray cluster at {address}")
+        return
     env = {k: os.environ[k] for k in ("DS_ACCELERATOR",) if k in os.environ}
     # Worker logs stay in the session's log folder; the driver shows progress bars instead.
     ray.init(
+        address="local",
         num_cpus=max(4, 2 * (os.cpu_count() or 1)),
         include_dashboard=True,
         log_to_driver=False,
         runtime_env={"env_vars": env},
     )
+    print(
+        f"vitforge: started a local Ray ({ray.cluster_resources().get('CPU', 0):.0f} logical CPUs);"
+        " pass --address auto (or set RAY_ADDRESS) to use a running cluster instead"
+    )
 
 
 def job_dir(spec: JobSpec) -> Path:
     return Path(spec.checkpoint.storage_path).expanduser().resolve() / spec.name
+
+
+def earlier_work(spec: JobSpec) -> list[Path]:
+    """The job folder (exports, history, spec record) and Ray Train's stage folders (checkpoints)."""
+    jd = job_dir(spec)
+    stage_dir = re.compile(rf"{re.escape(spec.name)}-\d+-[a-z_]+")
+    stages = [p for p in jd.parent.glob(f"{spec.name}-*") if stage_dir.fullmatch(p.name)] if jd.parent.is_dir() else []
+    return [p for p in (jd, *sorted(stages)) if p.exists()]
 
 
 def stage_run_name(spec: JobSpec, i: int) -> str:
@@ -99,7 +127,7 @@ def _builtin(spec: JobSpec) -> bool:
 def normalization_for(spec: JobSpec, ds) -> dict[str, list[float]]:
     if spec.data.mean and spec.data.std:
         return {"mean": list(spec.data.mean), "std": list(spec.data.std)}
-    mean, std = channel_stats(ds, max_images=512, seed=spec.seed)
+    mean, std = channel_stats(ds, max_images=512, seed=spec.seed, on_bad=spec.data.on_bad)
     return {"mean": mean, "std": std}
 
 
@@ -191,21 +219,34 @@ def run_job(
     probe_dir: str | None = None,
     tracker: Tracker | None = None,
     show: bool = False,
+    fresh: bool = False,
+    address: str | None = None,
 ) -> list[StageResult]:
     """Run every stage of the job in order on the connected (or a new local) Ray cluster.
+
+    Resuming needs the same spec (``resume.guard``: else ``SpecChanged`` before any work or run is
+    logged); ``fresh`` deletes the job's earlier work first. A job whose stages are all exported
+    already logs no new MLflow run. Ray: ``ensure_ray(address)``, after those checks.
 
     MLflow: one parent run for the job, a child run per stage (params, metric history, loss
     plot, DeepSpeed config, export); the last stage's encoder is registered under the job name.
     ``probe_dir``: each stage's live model writes embeddings of a fixed probe batch there
     (``<i>.pt``), to check that its export reproduces it.
     """
-    import ray
 
-    from vitforge.train.engine import cpu_accelerator_env, deepspeed_config
+    from vitforge.train.engine import deepspeed_config
 
-    cpu_accelerator_env()
-    if not ray.is_initialized():
-        local_ray()
+    if fresh:
+        resume.remove(earlier_work(spec), log)
+    resume.guard(job_dir(spec), spec, has_work=bool(earlier_work(spec)))
+    exported = [(job_dir(spec) / "exports" / f"{i}-{s.name}" / CARD).is_file() for i, s in enumerate(spec.stages)]
+    if all(exported):
+        log(f"job {spec.name}: every stage is exported already ({job_dir(spec) / 'exports'}); nothing to do")
+        return [
+            StageResult(s.name, str(job_dir(spec) / "exports" / f"{i}-{s.name}"), 0.0, {}, skipped=True)
+            for i, s in enumerate(spec.stages)
+        ]
+    ensure_ray(address)
     if tracker is None and spec.tracking.enabled:
         tracker = Tracker(spec.tracking.tracking_uri, spec.tracking.experiment or spec.name)
     ds = load_train_data(spec)

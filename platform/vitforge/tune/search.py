@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from vitforge.config import JobSpec, TuneSpec, _set_path, dump_spec
+from vitforge.train import resume
+from vitforge.train.run import ensure_ray
 
 TRIAL_DRIVER_CPU = 0.1  # a trial driver that only waits on its Train run; 0 is refused
 
@@ -157,9 +159,9 @@ def max_concurrent(spec: JobSpec) -> int:
     return max(1, int(cpus // per_trial))
 
 
-def run_search(spec: JobSpec, log=print) -> SearchResult:
-    """Run (or resume) the search; write the table, the heatmap and the best spec."""
-    import ray
+def run_search(spec: JobSpec, log=print, fresh: bool = False, address: str | None = None) -> SearchResult:
+    """Run (or resume, with the same spec only: ``resume.guard``) the search; write the table, the
+    heatmap and the best spec. ``fresh`` deletes the earlier search first."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
@@ -170,14 +172,14 @@ def run_search(spec: JobSpec, log=print) -> SearchResult:
     t = spec.tune
     i = stage_index(spec)
     stage = spec.stages[i]
-    if not ray.is_initialized():
-        from vitforge.train.run import local_ray
-
-        local_ray()
     metric, mode = _metric_mode(t)
     storage = str(Path(spec.checkpoint.storage_path).expanduser().resolve())
     name = f"{spec.name}-tune"
     out = Path(storage) / name
+    if fresh:
+        resume.remove([out], log)
+    resume.guard(out, spec, has_work=out.exists(), search=True)
+    ensure_ray(address)
     tracker = (
         Tracker(spec.tracking.tracking_uri, spec.tracking.experiment or spec.name) if spec.tracking.enabled else None
     )
