@@ -23,9 +23,11 @@ def test_asha_search_writes_table_heatmap_best_spec_and_mlflow(ray_cluster, tmp_
          "stages.0.epochs=4", "tune.max_concurrent_trials=1"],  # sequential: ASHA's decisions are repeatable
     )  # fmt: skip
     res = run_search(spec)
-    assert len(res.table) == 6 and all(r["status"] == "TERMINATED" for r in res.table)
+    assert len(res.table) == 6
     epochs = [r["epochs"] for r in res.table]
     assert max(epochs) == 4 and min(epochs) < 4, epochs  # ASHA stopped the worst trials early
+    for r in res.table:
+        assert r["status"] == ("TERMINATED" if r["epochs"] == 4 else "STOPPED_EARLY"), r
     metrics = [r["metric"] for r in res.table]
     assert metrics == sorted(metrics)  # sorted, best (lowest loss) first
     assert res.heatmap_path.read_bytes()[:4] == b"\x89PNG"
@@ -37,6 +39,11 @@ def test_asha_search_writes_table_heatmap_best_spec_and_mlflow(ray_cluster, tmp_
     parent = next(r for r in runs if r.info.run_name == "tiny-ttur-tune")
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(children) == 6 and parent.data.tags["best.trial"] == res.best["trial_id"]
+    # MLflow shows what Tune did: full trials finished, ASHA's stops killed (tagged), none failed.
+    status = {r.info.run_name.removeprefix("trial-"): r.info.status for r in children}
+    for r in res.table:
+        assert status[r["trial_id"]] == ("FINISHED" if r["status"] == "TERMINATED" else "KILLED"), (r, status)
+    assert {c.data.tags["vitforge.trial_status"] for c in children} == {"TERMINATED", "STOPPED_EARLY"}
     assert float(parent.data.tags["best.fast_lr"]) == pytest.approx(res.best["fast_lr"])
     assert any(a.path == "plots/heatmap.png" for a in client.list_artifacts(parent.info.run_id, "plots"))
 

@@ -19,6 +19,10 @@ from vitforge.train import resume
 from vitforge.train.run import ensure_ray
 
 TRIAL_DRIVER_CPU = 0.1  # a trial driver that only waits on its Train run; 0 is refused
+# A trial's status in the table: ran every epoch, stopped by the scheduler, or raised.
+TERMINATED, STOPPED_EARLY, ERROR = "TERMINATED", "STOPPED_EARLY", "ERROR"
+# ... and the MLflow run status each gets (MLflow has no "stopped early": KILLED plus a tag).
+MLFLOW_STATUS = {TERMINATED: "FINISHED", STOPPED_EARLY: "KILLED", ERROR: "FAILED"}
 
 
 @dataclass
@@ -111,6 +115,11 @@ def direct_trial(config: dict[str, Any]) -> None:
             ctx.eval_fn = knn_hook(spec, norm)
         try:
             run_stage(ctx, spec, i)
+        except SystemExit:  # Tune's stop (ASHA): the reporting thread exits, it did not fail
+            if tracker:
+                tracker.set_tags(run_id, {"vitforge.trial_status": STOPPED_EARLY})
+                tracker.end_run(run_id, "KILLED")
+            raise
         except BaseException:
             if tracker:
                 tracker.end_run(run_id, "FAILED")
@@ -229,8 +238,10 @@ def run_search(spec: JobSpec, log=print, fresh: bool = False, address: str | Non
             run_config=run_config,
         )  # fmt: skip
     grid = tuner.fit()
-    table = _table(grid, metric, mode, spec)
-    best = next((r for r in table if r["status"] == "TERMINATED" or r["metric"] is not None), None)
+    table = _table(grid, metric, mode, spec, epochs)
+    if tracker:
+        _settle_trial_runs(tracker, parent, table)
+    best = next((r for r in table if r["status"] != ERROR and r["metric"] is not None), None)
     best_path = heat = None
     if best is not None:
         best_spec = trial_spec(spec, {k: best[k] for k in ("fast_lr", "slow_lr")} | best["extra"])
@@ -253,7 +264,26 @@ def run_search(spec: JobSpec, log=print, fresh: bool = False, address: str | Non
     return SearchResult(table, best, best_path, heat, out, compute)
 
 
-def _table(grid, metric: str, mode: str, spec: JobSpec) -> list[dict]:
+def _settle_trial_runs(tracker, parent: str | None, table: list[dict]) -> None:
+    """Each trial's MLflow run gets the status Tune gave it. The trial's own process may not get
+    to say: a trial stopped by ASHA is killed between reports and its run would stay RUNNING."""
+    if not parent:
+        return
+    runs = tracker._safe(
+        "search_runs",
+        lambda: tracker.client.search_runs(
+            [tracker.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'", max_results=10000
+        ),
+    )
+    by_name = {r.info.run_name: r.info.run_id for r in runs or []}
+    for row in table:
+        run_id = by_name.get(f"trial-{row['trial_id']}")
+        if run_id:
+            tracker.set_tags(run_id, {"vitforge.trial_status": row["status"], "vitforge.epochs": row["epochs"]})
+            tracker.end_run(run_id, MLFLOW_STATUS[row["status"]])
+
+
+def _table(grid, metric: str, mode: str, spec: JobSpec, epochs: int) -> list[dict]:
     workers = spec.scaling.num_workers if spec.tune.mode == "train" else 1
     rows = []
     for r in grid:
@@ -268,7 +298,7 @@ def _table(grid, metric: str, mode: str, spec: JobSpec) -> list[dict]:
             "trial_id": (r.metrics or {}).get("trial_id") or Path(r.path).name,
             "fast_lr": fast, "slow_lr": slow,
             "extra": {k: v for k, v in cfg.items() if "." in k},
-            "status": "ERROR" if r.error else "TERMINATED",
+            "status": ERROR if r.error else STOPPED_EARLY if len(series) < epochs else TERMINATED,
             "error": _error_line(r.error),
             "metric": best_val, "epochs": len(series), "worker_s": elapsed * workers,
         })  # fmt: skip
