@@ -6,7 +6,8 @@ The exploratory numbers in the issue-15 closing note come from here, e.g.
     python -m bench.explore.digit_folder /tmp/digit-folder 3
     python -m bench.explore.stages jobs/quickstart.yaml data.source=/tmp/digit-folder model.img_size=28
 
-Arguments after the spec are ``--set``-style overrides; ``ONLY=012`` picks stages. ``SELF=1``
+Arguments after the spec are ``--set``-style overrides; ``ONLY=012`` picks stages; ``CACHE=DIR``
+saves the weights after each stage and starts a picked stage from the saved previous one. ``SELF=1``
 replaces the NN lookup by the anchor's own projection (SimCLR-like positives, a diagnostic).
 """
 
@@ -51,9 +52,12 @@ def main(argv: list[str]) -> None:
     torch.manual_seed(spec.seed)
     evaluate(build_encoder(spec.model), "random init")
     enc_state = head_state = None
+    cache = os.environ.get("CACHE")
     for i, stage in enumerate(spec.stages):
         if only is not None and str(i) not in only:
             continue
+        if cache and enc_state is None and os.path.exists(f"{cache}/{i - 1}.pt"):
+            enc_state, head_state = torch.load(f"{cache}/{i - 1}.pt", weights_only=True)
         t0 = time.time()
         task = build_task(spec, i, None)
         enc = task.exports()["encoder"]
@@ -90,6 +94,9 @@ def main(argv: list[str]) -> None:
         enc_state = {k: v.clone() for k, v in enc.state_dict().items()}
         if hasattr(task, "head"):
             head_state = {k: v.clone() for k, v in task.head.state_dict().items()}
+        if cache:
+            os.makedirs(cache, exist_ok=True)
+            torch.save((enc_state, head_state), f"{cache}/{i}.pt")
         evaluate(enc.eval(), f"after {i}-{stage.name} ({time.time() - t0:.0f}s)")
 
 

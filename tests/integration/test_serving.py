@@ -17,6 +17,7 @@ from vitforge.train.export import build_encoder, build_image_text, encode_images
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 NORM = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+JSON = {"headers": {"content-type": "application/json"}}
 
 
 def png_b64(arr: np.ndarray, fmt: str = "PNG") -> str:
@@ -156,9 +157,21 @@ def test_text_zero_shot_search_and_models(served) -> None:
         (
             "/v1/embeddings/image",
             {"content": b"hello", "headers": {"content-type": "text/plain"}},
-            422,
-            "invalid request",
+            415,
+            "content-type 'text/plain'",
         ),
+        ("/v1/embeddings/image", {"json": {"images": ["AAAA"], "model": ""}}, 404, "unknown model ''"),
+        # Lone surrogates (JSON "\ud800") in every text field: refused, never a tokenizer crash.
+        ("/v1/embeddings/text", {"content": b'{"texts": ["a\\ud800"]}', **JSON}, 422, "texts.0"),
+        ("/v1/search", {"content": b'{"text": "\\udfff", "model": "cloob"}', **JSON}, 422, "text"),
+        ("/v1/classify/zero-shot", {"content": b'{"images": [], "labels": ["\\ud800"]}', **JSON}, 422, "labels.0"),
+        # Templates: one bare {} only (str.format would raise, read attributes or pad to any length).
+        *[
+            ("/v1/classify/zero-shot", {"json": {"images": [], "labels": ["a"], "template": t}}, 422, "template")
+            for t in ("{} {}", "{0} {}", "{} {", "{x} {}", "{}{.__class__}", "{{}}{0:>10000000}", "no braces")
+        ],
+        ("/v1/classify/zero-shot", {"json": {"images": [], "labels": ["a"] * 1001}}, 422, "labels"),
+        ("/v1/embeddings/text", {"json": {"texts": ["x" * 1001]}}, 422, "texts.0"),
         ("/v1/embeddings/image", {"json": {"pictures": []}}, 422, "invalid request"),
         ("/v1/embeddings/text", {"json": {"texts": ["hi"], "model": "vit"}}, 400, "image-only"),
         ("/v1/search", {"json": {"text": "hi", "model": "vit"}}, 404, "no gallery"),
@@ -188,6 +201,48 @@ def test_truncated_huge_and_gif_images(served) -> None:
     assert post(served, "/v1/embeddings/image", json={"images": [png_b64(images(1)[0])]}).status_code == 200
 
 
+def test_body_limits_hold_while_reading(served) -> None:
+    """A declared length over the limit is refused at once (nothing is waited for); a chunked body
+    without a length is counted while it is read."""
+    host, port = served["url"].removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=20) as sock:  # announces 100 MB, sends none
+        sock.sendall(b"POST /v1/embeddings/image HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                     b"content-length: 100000000\r\n\r\n")  # fmt: skip
+        head = sock.recv(4096).decode("latin-1")
+    assert head.startswith("HTTP/1.1 413"), head
+
+    def chunks():
+        yield b'{"images": ["'
+        for _ in range(40):  # 40 MiB > the 32 MiB limit
+            yield b"A" * 2**20
+        yield b'"]}'
+
+    r = post(served, "/v1/embeddings/image", content=chunks(), **JSON)
+    assert r.status_code == 413 and "exceeds the limit" in r.json()["error"], r.text
+    assert post(served, "/v1/embeddings/image", json={"images": [png_b64(images(1)[0])]}).status_code == 200
+
+
+def test_users_images_orientation_mpo_and_wrapped_base64(served) -> None:
+    model, card = load_encoder(served["vit"])
+    a = images(1, 24)[0][:, :16]  # 24 high, 16 wide: the orientation matters
+    upright = encode_images(model, card, np.ascontiguousarray(np.rot90(a, -1))[None]).numpy()[0]
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display", as phones write portrait photos
+    Image.fromarray(a).save(buf, format="PNG", exif=exif)
+    r = post(served, "/v1/embeddings/image", json={"images": [base64.b64encode(buf.getvalue()).decode()]})
+    assert r.status_code == 200 and np.allclose(r.json()["embeddings"][0], upright, atol=1e-5), r.text
+    mpo = io.BytesIO()
+    Image.fromarray(images(1)[0]).save(mpo, format="MPO", save_all=True, append_images=[Image.new("RGB", (24, 24))])
+    r = post(served, "/v1/embeddings/image", json={"images": [base64.b64encode(mpo.getvalue()).decode()]})
+    assert r.status_code == 200, r.text
+    wrapped = base64.encodebytes(base64.b64decode(png_b64(images(1)[0]))).decode()  # a newline every 76
+    assert "\n" in wrapped
+    r = post(served, "/v1/embeddings/image", json={"images": [wrapped], "model": "vit"})
+    plain = post(served, "/v1/embeddings/image", json={"images": [png_b64(images(1)[0])], "model": "vit"})
+    assert r.status_code == 200 and r.json()["embeddings"] == plain.json()["embeddings"]
+
+
 def test_api_key_enforced(served) -> None:
     from ray import serve
 
@@ -203,6 +258,10 @@ def test_api_key_enforced(served) -> None:
                 break
             asyncio.run(asyncio.sleep(0.5))
         assert c.post("/secure/v1/embeddings/image", json=body).status_code == 401
+        # Authentication comes before parsing: a malformed body without a key is a 401, not a 422/415.
+        assert c.post("/secure/v1/embeddings/image", content=b"{not json").status_code == 401
+        assert c.get("/secure/v1/models").status_code == 401
+        assert c.get("/secure/healthz").status_code == 200  # probes need no key
         assert c.post("/secure/v1/embeddings/image", json=body, headers={"x-api-key": "wrong"}).status_code == 401
         ok = c.post("/secure/v1/embeddings/image", json=body, headers={"x-api-key": "s3cret"})
         assert ok.status_code == 200

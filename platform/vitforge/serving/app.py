@@ -7,7 +7,6 @@ forward passes with ``@serve.batch``.
 
 import asyncio
 import base64
-import hmac
 import os
 from typing import Any
 
@@ -18,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray import serve
 
+from vitforge.serving import guard
 from vitforge.serving.decode import BadInput, b64_to_bytes, open_image
 from vitforge.serving.schema import (
     EmbeddingResponse,
@@ -33,7 +33,7 @@ from vitforge.serving.schema import (
     ZeroShotResult,
 )
 
-ERRORS = {400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 413: {"model": ErrorBody}}
+ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 404, 408, 413, 415, 422, 431)}
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 1}, max_ongoing_requests=64, health_check_period_s=10)
@@ -135,6 +135,7 @@ app = FastAPI(
     description="Image and text embeddings, zero-shot classification and Hopfield search over trained ViTs.",
     version="1",
 )
+app.add_middleware(guard.RequestGuard)  # key, content type and size before any body is parsed
 
 
 @app.exception_handler(BadInput)
@@ -163,29 +164,18 @@ class Gateway:
         max_images: int = 64,
         max_body_bytes: int = 32 * 2**20,
         max_pixels: int = 4096 * 4096,
+        max_request_pixels: int = 64 * 2**20,
     ) -> None:
         self.encoders = encoders
         self.default = default_model or next(iter(encoders))
-        self.api_key = os.environ.get(api_key_env) or None
-        self.max_images, self.max_body, self.max_pixels = max_images, max_body_bytes, max_pixels
+        guard.configure(api_key=os.environ.get(api_key_env) or None, max_body=max_body_bytes)
+        self.max_images, self.max_pixels, self.max_request_pixels = max_images, max_pixels, max_request_pixels
         self._info: dict[str, dict] = {}
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _check_key(self, request: Request) -> None:
-        if self.api_key is None:
-            return
-        given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
-        if not hmac.compare_digest(given.encode(), self.api_key.encode()):  # constant time
-            raise BadInput("missing or wrong API key (header x-api-key)", 401)
-
-    def _check_size(self, request: Request) -> None:
-        length = request.headers.get("content-length")
-        if length and int(length) > self.max_body:
-            raise BadInput(f"request body of {length} bytes exceeds the limit of {self.max_body}", 413)
-
     async def _model(self, name: str | None) -> tuple[str, Any, dict]:
-        name = name or self.default
+        name = self.default if name is None else name  # "" is a wrong name, not the default
         if name not in self.encoders:
             raise BadInput(f"unknown model {name!r}; served: {', '.join(self.encoders)}", 404)
         if name not in self._info:
@@ -204,8 +194,11 @@ class Gateway:
 
         self._count(len(raws))
         card = {"model": {"img_size": info["img_size"]}, "normalization": info["normalization"]}
-        imgs = [open_image(r, f"images[{i}]", self.max_pixels) for i, r in enumerate(raws)]
-        return list(preprocess(imgs, card))
+        budget = [self.max_request_pixels]  # pixels left for this request (checked from headers)
+        # One image at a time: only one full-size decode is alive, whatever the count (memory).
+        return [
+            preprocess([open_image(r, f"images[{i}]", self.max_pixels, budget)], card)[0] for i, r in enumerate(raws)
+        ]
 
     @staticmethod
     def _need_text(name: str, info: dict) -> None:
@@ -236,8 +229,7 @@ class Gateway:
         return JSONResponse({"status": "ready", "models": list(self.encoders)})
 
     @app.get("/v1/models", response_model=list[ModelInfo], responses=ERRORS)
-    async def models(self, request: Request) -> list[ModelInfo]:
-        self._check_key(request)
+    async def models(self) -> list[ModelInfo]:
         out = []
         for name in self.encoders:
             _, _, info = await self._model(name)
@@ -245,10 +237,8 @@ class Gateway:
         return out
 
     @app.post("/v1/embeddings/image", response_model=EmbeddingResponse, responses=ERRORS)
-    async def embed_image(self, body: ImageEmbeddingRequest, request: Request) -> EmbeddingResponse:
+    async def embed_image(self, body: ImageEmbeddingRequest) -> EmbeddingResponse:
         """L2-normalized embeddings of base64 images (JSON)."""
-        self._check_key(request)
-        self._check_size(request)
         name, handle, info = await self._model(body.model)
         self._count(len(body.images))
         raws = [b64_to_bytes(s, f"images[{i}]") for i, s in enumerate(body.images)]
@@ -261,14 +251,11 @@ class Gateway:
     @app.post("/v1/embeddings/image/upload", response_model=EmbeddingResponse, responses=ERRORS)
     async def embed_upload(
         self,
-        request: Request,
         files: list[UploadFile] = File(..., description="Image files (multipart/form-data)."),
         model: str | None = Form(None),
         encoding: str = Form("float32"),
     ) -> EmbeddingResponse:
         """The same as /v1/embeddings/image for multipart uploads."""
-        self._check_key(request)
-        self._check_size(request)
         if encoding not in ("float32", "base64_float16"):
             raise BadInput("encoding must be 'float32' or 'base64_float16'")
         name, handle, info = await self._model(model)
@@ -281,10 +268,8 @@ class Gateway:
         )  # fmt: skip
 
     @app.post("/v1/embeddings/text", response_model=EmbeddingResponse, responses=ERRORS)
-    async def embed_text(self, body: TextEmbeddingRequest, request: Request) -> EmbeddingResponse:
+    async def embed_text(self, body: TextEmbeddingRequest) -> EmbeddingResponse:
         """Text embeddings from an image-text (CLOOB/CLIP) model's text tower."""
-        self._check_key(request)
-        self._check_size(request)
         if not body.texts:
             raise BadInput("no texts: send at least one")
         if len(body.texts) > self.max_images:
@@ -298,19 +283,16 @@ class Gateway:
         )  # fmt: skip
 
     @app.post("/v1/classify/zero-shot", response_model=ZeroShotResponse, responses=ERRORS)
-    async def zero_shot(self, body: ZeroShotRequest, request: Request) -> ZeroShotResponse:
+    async def zero_shot(self, body: ZeroShotRequest) -> ZeroShotResponse:
         """Scores of each image against prompts built from the candidate labels (softmax over labels)."""
-        self._check_key(request)
-        self._check_size(request)
-        if "{}" not in body.template:
-            raise BadInput("template must contain {} for the label")
         name, handle, info = await self._model(body.model)
         self._need_text(name, info)
         self._count(len(body.images))
         raws = [b64_to_bytes(s, f"images[{i}]") for i, s in enumerate(body.images)]
         tensors = self._tensors(raws, info)
         img = torch.as_tensor(await handle.embed_images.remote(tensors))
-        txt = torch.as_tensor(await handle.embed_texts.remote([body.template.format(lb) for lb in body.labels]))
+        prompts = [body.template.format(lb) for lb in body.labels]  # the schema allows one bare {} only
+        txt = torch.as_tensor(await handle.embed_texts.remote(prompts))
         probs = (100.0 * img @ torch.nn.functional.normalize(txt, dim=-1).T).softmax(dim=-1)
         results = [
             ZeroShotResult(
@@ -321,10 +303,8 @@ class Gateway:
         return ZeroShotResponse(model=name, results=results)
 
     @app.post("/v1/search", response_model=SearchResponse, responses=ERRORS)
-    async def search(self, body: SearchRequest, request: Request) -> SearchResponse:
+    async def search(self, body: SearchRequest) -> SearchResponse:
         """Nearest gallery items to an image or text query, by one modern-Hopfield update or cosine."""
-        self._check_key(request)
-        self._check_size(request)
         if (body.image is None) == (body.text is None):
             raise BadInput("send exactly one of 'image' or 'text'")
         name, handle, info = await self._model(body.model)
@@ -345,7 +325,8 @@ def build_app(args: dict[str, Any]):
 
     args: ``models``: list of ``{name, model_ref, max_batch_size?, batch_wait_timeout_s?,
     gallery?, num_replicas?, autoscaling_config?, num_cpus?, num_gpus?}``; optional
-    ``default_model``, ``api_key_env``, ``max_images``, ``max_body_bytes``, ``max_pixels``.
+    ``default_model``, ``api_key_env``, ``max_images``, ``max_body_bytes``, ``max_pixels``,
+    ``max_request_pixels``.
     """
     models = args.get("models") or []
     if not models:
@@ -371,4 +352,5 @@ def build_app(args: dict[str, Any]):
         int(args.get("max_images", 64)),
         int(args.get("max_body_bytes", 32 * 2**20)),
         int(args.get("max_pixels", 4096 * 4096)),
+        int(args.get("max_request_pixels", 64 * 2**20)),
     )

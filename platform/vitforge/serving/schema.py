@@ -2,9 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import string
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+MAX_TEXT_CHARS = 1000  # a prompt or query; the tokenizer keeps at most its context length anyway
+MAX_LABELS = 1000
+MAX_TEMPLATE_CHARS = 200
+
+
+def _utf8(s: str) -> str:
+    """JSON may carry lone surrogates ("\\ud800"), which no tokenizer can encode."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"not valid Unicode text (lone surrogate at position {e.start})") from None
+    return s
+
+
+def _template(t: str) -> str:
+    """Exactly one bare {} (the label); other braces doubled. No field names, indices, conversions
+    or format specs: they would read attributes or pad prompts to any length."""
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(t) if name is not None]
+    except ValueError as e:
+        raise ValueError(f"not a valid template ({e}); write {{{{ and }}}} for literal braces") from None
+    if fields != [("", "", None)]:
+        raise ValueError("must contain exactly one {} for the label and nothing else in braces")
+    return t
+
+
+Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS), AfterValidator(_utf8)]
 
 
 class Req(BaseModel):
@@ -20,7 +49,7 @@ class ImageEmbeddingRequest(Req):
 
 
 class TextEmbeddingRequest(Req):
-    texts: list[str] = Field(..., description="Texts, embedded with the model's own tokenizer.")
+    texts: list[Text] = Field(..., description="Texts, embedded with the model's own tokenizer.")
     model: str | None = None
     encoding: Literal["float32", "base64_float16"] = "float32"
 
@@ -35,8 +64,10 @@ class EmbeddingResponse(BaseModel):
 
 class ZeroShotRequest(Req):
     images: list[str]
-    labels: list[str] = Field(..., min_length=1, description="Candidate class names.")
-    template: str = Field("a {}", description="Prompt template; {} is replaced by the label.")
+    labels: list[Text] = Field(..., min_length=1, max_length=MAX_LABELS, description="Candidate class names.")
+    template: Annotated[str, Field(max_length=MAX_TEMPLATE_CHARS), AfterValidator(_utf8), AfterValidator(_template)] = (
+        Field("a {}", description="Prompt template: one {} for the label; {{ and }} for literal braces.")
+    )
     model: str | None = None
 
 
@@ -52,7 +83,7 @@ class ZeroShotResponse(BaseModel):
 
 class SearchRequest(Req):
     image: str | None = Field(None, description="Base64 query image.")
-    text: str | None = Field(None, description="Query text (image-text models).")
+    text: Text | None = Field(None, description="Query text (image-text models).")
     k: int = Field(5, ge=1, le=1000)
     method: Literal["hopfield", "cosine"] = Field(
         "hopfield",
