@@ -44,8 +44,8 @@ def _torch_worker(rank: int, port: int, steps: int, storage: str) -> None:
     import torch.distributed as dist
 
     from vitforge.data.pipeline import iter_batches
+    from vitforge.train.inputs import load_train_data, make_batch_maker, normalization_for
     from vitforge.train.loop import WorkerContext, run_stage
-    from vitforge.train.run import load_train_data, make_batch_maker, normalization_for
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2")
@@ -85,7 +85,8 @@ def _run_torch(steps: int, storage: str) -> tuple[list[dict], float]:
 
 
 def _run_ray(steps: int, storage: str) -> tuple[list[dict], float]:
-    from vitforge.train.run import job_dir, load_train_data, normalization_for, run_stage_on_ray
+    from vitforge.train.inputs import load_train_data, normalization_for
+    from vitforge.train.run import job_dir, run_stage_on_ray
 
     spec = _spec(steps, storage)
     spec.tracking.enabled = False

@@ -45,8 +45,9 @@ def _spec(name: str, storage: str, stages: list[dict], model: dict, source: str,
 
 def _train(spec, storage: str) -> list[str]:
     """Every stage of ``spec`` in process; returns the export folders."""
+    from vitforge.train.inputs import load_train_data, normalization_for
     from vitforge.train.loop import run_local
-    from vitforge.train.run import export_stage, job_dir, load_train_data, normalization_for
+    from vitforge.train.run import export_stage, job_dir
 
     norm = normalization_for(spec, load_train_data(spec))
     exports, init = [], spec.init_from
@@ -65,7 +66,7 @@ def _train(spec, storage: str) -> list[str]:
 def mae_ct_rows(storage: str, source: str, epochs: dict[str, float], seed: int, out_dir: Path) -> list[dict]:
     from vitforge.config import load_spec
     from vitforge.eval.evaluate import evaluate, raw_pixel_card
-    from vitforge.train.export import read_card
+    from vitforge.inference import read_card
 
     # The quickstart's recipe, stage by stage (jobs/quickstart.yaml says where it leaves the papers').
     qs = load_spec("quickstart")

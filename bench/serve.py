@@ -71,8 +71,9 @@ def run(smoke: bool = False) -> list[dict]:
     from ray import serve
 
     from vitforge.config import load_spec
+    from vitforge.inference import build_encoder, encode_images, load_encoder
     from vitforge.serving.app import build_app
-    from vitforge.train.export import build_encoder, encode_images, load_encoder, save_export
+    from vitforge.train.export import save_export
 
     size_name, patch, img = ("test", 4, 32) if smoke else ("small", 16, 224)
     clients_list, per_client = ((1, 4), 4) if smoke else ((1, 16, 64), 12)

@@ -17,7 +17,8 @@ def run(smoke: bool = False) -> list[dict]:
     import ray
 
     from vitforge.config import load_spec
-    from vitforge.train.run import load_train_data, normalization_for, run_stage_on_ray
+    from vitforge.train.inputs import load_train_data, normalization_for
+    from vitforge.train.run import run_stage_on_ray
 
     size = "test" if smoke else "tiny"
     ray.init(num_cpus=4, include_dashboard=True, log_to_driver=False, object_store_memory=200 * 2**20,

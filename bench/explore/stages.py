@@ -26,9 +26,9 @@ from vitforge.data import iter_batches
 from vitforge.eval.cluster import cluster_scores
 from vitforge.eval.features import extract_features
 from vitforge.eval.knn import knn_accuracy
+from vitforge.inference import build_encoder
 from vitforge.models.nnclr_head import NNQueue
-from vitforge.train.export import build_encoder
-from vitforge.train.run import load_train_data, make_batch_maker, normalization_for
+from vitforge.train.inputs import load_train_data, make_batch_maker, normalization_for
 from vitforge.train.schedule import apply_lrs, base_lrs, lr_factor
 from vitforge.train.tasks import build_task
 

@@ -245,7 +245,8 @@ def export_cmd(
 
     Example: vitforge export jobs/tiny-mae-ct.yaml runs/tiny-mae-ct-0-mae/checkpoint_... --stage 0
     """
-    from vitforge.train.run import export_stage, load_train_data, normalization_for
+    from vitforge.train.inputs import load_train_data, normalization_for
+    from vitforge.train.run import export_stage
 
     job = spec_or_exit(spec, None)
     norm = normalization_for(job, load_train_data(job))

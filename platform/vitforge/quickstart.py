@@ -20,7 +20,7 @@ def evaluate_mae_ct(spec: JobSpec, mae_export: str, final_export: str, tracker=N
     import torch
 
     from vitforge.eval.evaluate import evaluate, raw_pixel_card
-    from vitforge.train.export import build_encoder, read_card
+    from vitforge.inference import build_encoder, read_card
 
     card = read_card(final_export)
     opts = {"size": spec.model.img_size, **spec.data.builtin_options} if spec.data.format in (None, "builtin") else None
@@ -61,8 +61,8 @@ def run_quickstart(spec_path: str | None, cloob: bool, echo: Callable[[str], Non
     from rich.table import Table
 
     from vitforge.eval.zeroshot import shapes_zero_shot
+    from vitforge.inference import read_card
     from vitforge.tracking import Tracker
-    from vitforge.train.export import read_card
     from vitforge.train.run import ensure_ray, run_job
 
     console = Console()

@@ -312,14 +312,14 @@ def _pyfunc_class():
         """
 
         def load_context(self, context) -> None:
-            from vitforge.train.export import load_encoder
+            from vitforge.inference import load_encoder
 
             self.model, self.card = load_encoder(context.artifacts["export"])
 
         def predict(self, context, model_input, params=None):
             import numpy as np
 
-            from vitforge.train.export import encode_images
+            from vitforge.inference import encode_images
 
             return encode_images(self.model, self.card, np.asarray(model_input)).numpy().astype("float32")
 
@@ -339,7 +339,7 @@ def register_encoder(
     from mlflow.models import infer_signature
 
     import vitforge
-    from vitforge.train.export import encode_images, load_encoder
+    from vitforge.inference import encode_images, load_encoder
 
     if not run_id:
         return None

@@ -19,7 +19,8 @@ def main(storage: str) -> None:
     from ray.util.state import list_actors
 
     from vitforge.config import load_spec
-    from vitforge.train.run import load_train_data, normalization_for, run_stage_on_ray
+    from vitforge.train.inputs import load_train_data, normalization_for
+    from vitforge.train.run import run_stage_on_ray
 
     cluster = Cluster(
         initialize_head=True,

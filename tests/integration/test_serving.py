@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from vitforge.config import ModelSpec, load_spec
-from vitforge.train.export import build_encoder, build_image_text, encode_images, load_encoder, save_export
+from vitforge.inference import build_encoder, build_image_text, encode_images, load_encoder
+from vitforge.train.export import save_export
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

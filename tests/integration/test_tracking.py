@@ -45,7 +45,7 @@ def test_embedded_store_records_job(ray_cluster, tmp_path: Path, monkeypatch: py
     import mlflow
     from mlflow import MlflowClient
 
-    from vitforge.train.export import encode_images, load_encoder
+    from vitforge.inference import encode_images, load_encoder
     from vitforge.train.run import run_job
 
     monkeypatch.chdir(tmp_path)

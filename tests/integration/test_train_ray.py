@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from vitforge.config import load_spec
-from vitforge.train.export import embed, load_encoder, probe_images
+from vitforge.inference import embed, load_encoder
+from vitforge.train.export import probe_images
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -103,7 +104,8 @@ def test_mae_ct_three_stages(ray_cluster, tmp_path: Path, zero: int) -> None:
 
 
 def test_zero3_halves_per_worker_state(ray_cluster, tmp_path: Path) -> None:
-    from vitforge.train.run import load_train_data, normalization_for, run_stage_on_ray
+    from vitforge.train.inputs import load_train_data, normalization_for
+    from vitforge.train.run import run_stage_on_ray
 
     sizes = {}
     for zero in (0, 3):

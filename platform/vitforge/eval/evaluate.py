@@ -13,9 +13,9 @@ from vitforge.eval.knn import knn_accuracy, knn_predict
 from vitforge.eval.linear import linear_probe
 from vitforge.eval.plots import confusion_png, embedding_map_png
 from vitforge.eval.zeroshot import class_embeddings, zero_shot
+from vitforge.inference import load_encoder
 from vitforge.models.image_text import ImageTextModel
 from vitforge.models.tokenizer import ByteTokenizer
-from vitforge.train.export import load_encoder
 
 
 def resolve_export(model_ref: str) -> str:

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import datasets
-import numpy as np
 import torch
 from torch import nn
 
 from vitforge.data import BatchMaker, build_view, iter_batches
-from vitforge.train.export import embed
+from vitforge.inference import embed
 
 
 def eval_maker(card: dict[str, Any], source: str = "eval") -> BatchMaker:
@@ -41,45 +40,3 @@ def extract_features(
         feats.append(f.float().cpu())
         labels.append(batch["label"])
     return torch.cat(feats), torch.cat(labels)
-
-
-class _Embedder:
-    """A Ray Data actor: loads the export once, embeds decoded batches."""
-
-    def __init__(self, export_dir: str) -> None:
-        from vitforge.train.export import load_encoder
-
-        self.model, self.card = load_encoder(export_dir)
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model.to(self.device)
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        with torch.no_grad():
-            x = torch.from_numpy(batch["image"]).to(self.device)
-            f = embed(self.model, x, self.card["model"]["pool"]).float().cpu().numpy()
-        return {"features": f, "label": batch["label"], "index": batch["index"]}
-
-
-def extract_features_ray(
-    export_dir: str,
-    card: dict[str, Any],
-    ds: datasets.Dataset,
-    num_workers: int = 2,
-    batch_size: int = 256,
-    use_gpu: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The same features computed by ``num_workers`` Ray actors (decode in tasks, embed in actors)."""
-    import ray.data
-
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    rds = ray.data.from_huggingface(ds).map_batches(eval_maker(card), batch_size=batch_size, batch_format="numpy")
-    out = rds.map_batches(
-        _Embedder,
-        fn_constructor_kwargs={"export_dir": export_dir},
-        batch_size=batch_size,
-        batch_format="numpy",
-        concurrency=num_workers,
-        num_gpus=1 if use_gpu else 0,
-    ).to_pandas()
-    out = out.sort_values("index")
-    return torch.from_numpy(np.stack(out["features"].to_numpy())), torch.from_numpy(out["label"].to_numpy())

@@ -15,7 +15,7 @@ def knn_hook(spec: JobSpec, normalization: dict, max_train: int = 1000, max_test
     collective forward works) and returns ``{"knn20": accuracy}``."""
     from vitforge.data import BatchMaker, build_view, iter_batches, load_source
     from vitforge.eval.knn import knn_accuracy
-    from vitforge.train.export import embed
+    from vitforge.inference import embed
 
     opts = {"size": spec.model.img_size, **spec.data.builtin_options} if spec.data.format in (None, "builtin") else None
     train = load_source(spec.data.source, spec.data.split, spec.data.format, builtin_options=opts)

@@ -44,7 +44,7 @@ def shapes_zero_shot(export: str, builtin_options: dict) -> dict[str, float]:
     from vitforge.data import load_source
     from vitforge.data.builtin import COLOURS, SHAPES
     from vitforge.eval.features import extract_features
-    from vitforge.train.export import load_encoder
+    from vitforge.inference import load_encoder
 
     model, card = load_encoder(export)
     test = load_source("shapes", "test", builtin_options=builtin_options)

@@ -49,7 +49,7 @@ class Encoder:
         gallery: str | None = None,
     ) -> None:
         from vitforge.eval.evaluate import resolve_export
-        from vitforge.train.export import load_encoder
+        from vitforge.inference import load_encoder
 
         self.name = name
         self.model, self.card = load_encoder(resolve_export(model_ref))
@@ -76,7 +76,7 @@ class Encoder:
         }
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        from vitforge.train.export import embed
+        from vitforge.inference import embed
 
         with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=self.device.type == "cuda"):
             out = embed(self.model, x.to(self.device), self.card["model"]["pool"])
@@ -190,7 +190,7 @@ class Gateway:
             raise BadInput(f"{n} images exceed the limit of {self.max_images} per request", 413)
 
     def _tensors(self, raws: list[bytes], info: dict) -> list[torch.Tensor]:
-        from vitforge.train.export import preprocess
+        from vitforge.inference import preprocess
 
         self._count(len(raws))
         card = {"model": {"img_size": info["img_size"]}, "normalization": info["normalization"]}

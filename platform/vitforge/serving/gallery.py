@@ -15,7 +15,7 @@ def build_gallery(export_dir: str, source: str, split: str = "train", out: str |
     ``OUT.safetensors`` (``embeddings`` (M, D), L2-normalized) and ``OUT.json``."""
     from vitforge.data import load_source
     from vitforge.eval.features import extract_features
-    from vitforge.train.export import load_encoder
+    from vitforge.inference import load_encoder
 
     model, card = load_encoder(export_dir)
     opts = load_kw.pop("builtin_options", None) or {"size": card["model"]["img_size"]}

@@ -121,12 +121,6 @@ def consolidated_state_dict(checkpoint_dir: str | Path, zero_stage: int) -> dict
     return {k: v.float() for k, v in sd.items()}
 
 
-def is_rank_zero() -> bool:
-    import torch.distributed as dist
-
-    return not dist.is_initialized() or dist.get_rank() == 0
-
-
 def cpu_accelerator_env() -> None:
     """DeepSpeed picks its accelerator at import: select the CPU one where there is no GPU."""
     if not torch.cuda.is_available():

@@ -21,8 +21,12 @@ import torch
 import torch.distributed as dist
 
 from vitforge.config import JobSpec
+from vitforge.data.pipeline import iter_batches
+from vitforge.inference import embed
 from vitforge.train import engine as eng
+from vitforge.train.export import probe_images
 from vitforge.train.flops import peak_flops, train_flops_per_image
+from vitforge.train.inputs import load_train_data, make_batch_maker, normalization_for
 from vitforge.train.schedule import apply_lrs, base_lrs, lr_factor
 from vitforge.train.tasks import build_task
 
@@ -236,8 +240,6 @@ def run_stage(ctx: WorkerContext, spec: JobSpec, stage_index: int) -> dict:
 def _write_probe(task, spec: JobSpec, device: torch.device, ctx: WorkerContext) -> None:
     """Embeddings of the fixed probe batch by the live (possibly sharded) model: every rank runs the
     forward (ZeRO-3 gathers collectively), rank 0 saves. Export -> reload must reproduce them."""
-    from vitforge.train.export import embed, probe_images
-
     task.eval()
     parts = task.exports()
     emb = embed(parts.get("model", parts["encoder"]), probe_images(spec).to(device), spec.model.pool)
@@ -249,8 +251,6 @@ def _write_probe(task, spec: JobSpec, device: torch.device, ctx: WorkerContext) 
 def train_loop_per_worker(config: dict) -> None:
     """Ray Train entry: ``config`` holds the job spec (as a dict), stage index and data facts."""
     import ray.train
-
-    from vitforge.data.pipeline import iter_batches
 
     eng.cpu_accelerator_env()
     spec = JobSpec.model_validate(config["spec"])
@@ -310,8 +310,6 @@ def init_single_process(use_gpu: bool) -> None:
 
 def local_context(spec: JobSpec, stage_index: int, report: Callable[[dict, str | None], None], **kw):
     """A one-worker ``WorkerContext`` over the in-process loader; returns it and the normalization."""
-    from vitforge.data.pipeline import iter_batches
-    from vitforge.train.run import load_train_data, make_batch_maker, normalization_for
 
     eng.cpu_accelerator_env()
     init_single_process(spec.scaling.use_gpu)

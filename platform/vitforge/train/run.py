@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vitforge.config import JobSpec
-from vitforge.data import BatchMaker, build_view, channel_stats, load_source
-from vitforge.models.tokenizer import ByteTokenizer
+from vitforge.inference import CARD
 from vitforge.tracking import Tracker, flatten, git_info, log_figure_rows, register_encoder
 from vitforge.train import resume
-from vitforge.train.export import CARD, save_export
+from vitforge.train.export import save_export
+from vitforge.train.inputs import load_train_data, make_batch_maker, normalization_for
 
 
 @dataclass
@@ -83,52 +83,6 @@ def earlier_work(spec: JobSpec) -> list[Path]:
 
 def stage_run_name(spec: JobSpec, i: int) -> str:
     return f"{spec.name}-{i}-{spec.stages[i].name}"
-
-
-def make_batch_maker(spec: JobSpec, stage_index: int, normalization: dict, train: bool = True) -> BatchMaker:
-    stage = spec.stages[stage_index]
-    d = spec.data
-    view = [
-        build_view(
-            spec.model.img_size,
-            normalization["mean"],
-            normalization["std"],
-            scale=stage.crop_scale,
-            interpolation=d.interpolation,
-            flip=stage.flip,
-            strong=getattr(stage, "strong_aug", False),
-            train=train,
-        )
-    ] * stage.views
-    tok = ByteTokenizer(spec.model.context_length) if stage.name in ("cloob", "clip") else None
-    return BatchMaker(view, d.source, tok, spec.seed, d.on_bad)
-
-
-def load_train_data(spec: JobSpec, split: str | None = None):
-    d = spec.data
-    return load_source(
-        d.source,
-        split or d.split,
-        d.format,
-        d.image_column,
-        d.label_column,
-        d.caption_column,
-        require_captions=any(s.name in ("cloob", "clip") for s in spec.stages),
-        builtin_options={"size": spec.model.img_size, **d.builtin_options} if _builtin(spec) else None,
-    )
-
-
-def _builtin(spec: JobSpec) -> bool:
-    from vitforge.data import BUILTINS
-
-    return spec.data.format == "builtin" or (spec.data.format is None and spec.data.source in BUILTINS)
-
-
-def normalization_for(spec: JobSpec, ds) -> dict[str, list[float]]:
-    if spec.data.mean and spec.data.std:
-        return {"mean": list(spec.data.mean), "std": list(spec.data.std)}
-    mean, std = channel_stats(ds, max_images=512, seed=spec.seed, on_bad=spec.data.on_bad)
-    return {"mean": mean, "std": std}
 
 
 def run_stage_on_ray(

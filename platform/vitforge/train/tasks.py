@@ -5,13 +5,12 @@ The string stage name is resolved once here (``build_task``); the loop passes ob
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 import vitforge.models as m
 from vitforge.config import AnyStage, ContrastiveTuningStage, JobSpec, MAEStage
+from vitforge.inference import build_encoder, build_image_text, load_part
 from vitforge.methods import (
     cloob_param_groups,
     freeze_lower_blocks,
@@ -22,7 +21,6 @@ from vitforge.methods import (
 from vitforge.methods.cloob import clip_loss, cloob_loss
 from vitforge.methods.mae import mae_loss
 from vitforge.methods.nnclr import symmetric_nnclr_loss
-from vitforge.train.export import build_encoder, build_image_text, load_part
 
 
 class MAETask(nn.Module):
@@ -126,14 +124,6 @@ class ImageTextTask(nn.Module):
         return {"encoder": self.model.image_encoder, "model": self.model}
 
 
-@dataclass
-class TaskInfo:
-    """What the loop needs to know about a stage besides the module."""
-
-    views: int
-    tokenize: bool
-
-
 def build_task(spec: JobSpec, stage_index: int, init_from: str | None) -> nn.Module:
     """The stage's module, initialised from the previous stage's export when ``init_from`` is set."""
     stage = spec.stages[stage_index]
@@ -158,7 +148,3 @@ def _has_part(export_dir: str, part: str) -> bool:
     from pathlib import Path
 
     return (Path(export_dir) / f"{part}.safetensors").is_file()
-
-
-def task_info(task: nn.Module) -> TaskInfo:
-    return TaskInfo(views=task.views, tokenize=isinstance(task, ImageTextTask))

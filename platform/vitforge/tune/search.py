@@ -133,7 +133,8 @@ def train_trial(config: dict[str, Any]) -> None:
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from vitforge.train.run import load_train_data, normalization_for, run_stage_on_ray
+    from vitforge.train.inputs import load_train_data, normalization_for
+    from vitforge.train.run import run_stage_on_ray
 
     meta = config.pop("_vitforge")
     base = JobSpec.model_validate(meta["spec"])

@@ -1,0 +1,52 @@
+"""A job's inputs: the training (or held-out) split, its mean/std, and each stage's batch maker
+(decode, augment, tokenize). The driver, the workers and Tune's trials all build them here."""
+
+from __future__ import annotations
+
+from vitforge.config import JobSpec
+from vitforge.data import BUILTINS, BatchMaker, build_view, channel_stats, load_source
+from vitforge.models.tokenizer import ByteTokenizer
+
+
+def make_batch_maker(spec: JobSpec, stage_index: int, normalization: dict, train: bool = True) -> BatchMaker:
+    stage = spec.stages[stage_index]
+    d = spec.data
+    view = [
+        build_view(
+            spec.model.img_size,
+            normalization["mean"],
+            normalization["std"],
+            scale=stage.crop_scale,
+            interpolation=d.interpolation,
+            flip=stage.flip,
+            strong=getattr(stage, "strong_aug", False),
+            train=train,
+        )
+    ] * stage.views
+    tok = ByteTokenizer(spec.model.context_length) if stage.name in ("cloob", "clip") else None
+    return BatchMaker(view, d.source, tok, spec.seed, d.on_bad)
+
+
+def load_train_data(spec: JobSpec, split: str | None = None):
+    d = spec.data
+    return load_source(
+        d.source,
+        split or d.split,
+        d.format,
+        d.image_column,
+        d.label_column,
+        d.caption_column,
+        require_captions=any(s.name in ("cloob", "clip") for s in spec.stages),
+        builtin_options={"size": spec.model.img_size, **d.builtin_options} if _builtin(spec) else None,
+    )
+
+
+def _builtin(spec: JobSpec) -> bool:
+    return spec.data.format == "builtin" or (spec.data.format is None and spec.data.source in BUILTINS)
+
+
+def normalization_for(spec: JobSpec, ds) -> dict[str, list[float]]:
+    if spec.data.mean and spec.data.std:
+        return {"mean": list(spec.data.mean), "std": list(spec.data.std)}
+    mean, std = channel_stats(ds, max_images=512, seed=spec.seed, on_bad=spec.data.on_bad)
+    return {"mean": mean, "std": std}

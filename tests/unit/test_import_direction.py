@@ -1,0 +1,84 @@
+"""Imports run one way: models, methods <- data <- inference <- tracking <- eval <- train <-
+tune/serving <- cli. Function-level imports count too (they hid a loop.py <-> run.py cycle)."""
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[2] / "platform" / "vitforge"
+# Top-level part of vitforge -> layer. A module imports its own part or lower layers only.
+LAYERS = {
+    "": 0, "models": 0,
+    "config": 1, "methods": 1,
+    "data": 2,
+    "inference": 3,
+    "tracking": 4,
+    "eval": 5,
+    "train": 6,
+    "tune": 7, "serving": 7, "quickstart": 7, "submit": 7,
+    "cli_util": 8,
+    "cli_serve": 9,
+    "cli": 10,
+}  # fmt: skip
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = defaultdict(set)
+    for path in PACKAGE.rglob("*.py"):
+        mod = module_name(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "vitforge":
+                graph[mod].add(node.module)
+            elif isinstance(node, ast.Import):
+                graph[mod] |= {a.name for a in node.names if a.name.split(".")[0] == "vitforge"}
+    return graph
+
+
+def part(mod: str) -> str:
+    return mod.split(".")[1] if "." in mod else ""
+
+
+def test_every_part_has_a_layer() -> None:
+    parts = {part(module_name(p)) for p in PACKAGE.rglob("*.py")}
+    assert parts <= LAYERS.keys(), f"give these a layer: {sorted(parts - LAYERS.keys())}"
+
+
+def test_no_upward_or_sideways_import() -> None:
+    bad = [
+        f"{a} -> {b}"
+        for a, targets in imports().items()
+        for b in targets
+        if part(a) != part(b) and LAYERS[part(b)] >= LAYERS[part(a)]
+    ]
+    assert not bad, "imports against the layering:\n" + "\n".join(sorted(bad))
+
+
+def test_no_import_cycle() -> None:
+    graph = imports()
+    known = set(graph) | {m for t in graph.values() for m in t}
+
+    def resolve(name: str) -> str:  # "vitforge.data" may be a package: its __init__ is the module
+        return name if name in known else name.rsplit(".", 1)[0]
+
+    state: dict[str, int] = {}  # 1: on the stack, 2: done
+
+    def visit(mod: str, stack: list[str]) -> list[str] | None:
+        state[mod] = 1
+        for nxt in sorted(resolve(t) for t in graph.get(mod, ())):
+            if nxt == mod:
+                continue
+            if state.get(nxt) == 1:
+                return [*stack, mod, nxt]
+            if nxt not in state and (cycle := visit(nxt, [*stack, mod])):
+                return cycle
+        state[mod] = 2
+        return None
+
+    for mod in sorted(graph):
+        if mod not in state and (cycle := visit(mod, [])):
+            raise AssertionError("import cycle: " + " -> ".join(cycle[cycle.index(cycle[-1]) :]))
