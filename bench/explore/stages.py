@@ -83,8 +83,7 @@ def main(argv: list[str]) -> None:
                 optim.zero_grad()
                 loss.backward()
                 optim.step()
-                if hasattr(task, "head"):
-                    task.head.update_target()
+                task.after_step()
                 losses.append(loss.item())
                 step += 1
                 if step >= total:

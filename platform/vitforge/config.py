@@ -101,6 +101,7 @@ class _Stage(Spec):
     """Fields every stage has. The stage classes below add their own; others are refused."""
 
     views: ClassVar[int] = 1  # augmented views per image; the lr scaling counts them (MAE-CT)
+    tokens: ClassVar[bool] = False  # batches carry tokenized captions (image-text stages)
     optimizer_defaults: ClassVar[dict[str, Any]] = {}
 
     epochs: float = Field(1.0, gt=0)
@@ -170,6 +171,8 @@ class ContrastiveTuningStage(_NNCLRStage):
 
 class _ImageTextStage(_Stage):
     """CLOOB / CLIP (ml-jku/cloob: crop (0.9, 1), no flip, lr 1e-3, wd 0.1)."""
+
+    tokens: ClassVar[bool] = True
 
     crop_scale: tuple[float, float] = (0.9, 1.0)
     flip: bool = False
@@ -292,7 +295,7 @@ class JobSpec(Spec):
                 raise ValueError(
                     f"{where}.frozen_blocks {st.frozen_blocks} must be in [0, {depth}] for {self.model.size}"
                 )
-        if self.stages[0].name in ("cloob", "clip") and self.model.text_size is None:
+        if self.stages[0].tokens and self.model.text_size is None:
             self.model.text_size = self.model.size
         if self.deepspeed.precision != "fp32" and not self.scaling.use_gpu:
             raise ValueError(

@@ -23,7 +23,7 @@ def make_batch_maker(spec: JobSpec, stage_index: int, normalization: dict, train
             train=train,
         )
     ] * stage.views
-    tok = ByteTokenizer(spec.model.context_length) if stage.name in ("cloob", "clip") else None
+    tok = ByteTokenizer(spec.model.context_length) if stage.tokens else None
     return BatchMaker(view, d.source, tok, spec.seed, d.on_bad)
 
 
@@ -36,7 +36,7 @@ def load_train_data(spec: JobSpec, split: str | None = None):
         d.image_column,
         d.label_column,
         d.caption_column,
-        require_captions=any(s.name in ("cloob", "clip") for s in spec.stages),
+        require_captions=any(s.tokens for s in spec.stages),
         builtin_options={"size": spec.model.img_size, **d.builtin_options} if _builtin(spec) else None,
     )
 

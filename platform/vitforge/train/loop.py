@@ -175,8 +175,7 @@ def run_stage(ctx: WorkerContext, spec: JobSpec, stage_index: int) -> dict:
             window_imgs += batch["image"].shape[0]
             if not boundary:
                 continue
-            if hasattr(task, "head"):
-                task.head.update_target()
+            task.after_step()
             step += 1
             epoch_loss += loss.detach().float().cpu()
             epoch_steps += 1

@@ -1,9 +1,11 @@
 """One module per stage that owns every trained parameter and returns the loss: what DeepSpeed wraps.
 
-The string stage name is resolved once here (``build_task``); the loop passes objects.
+The stage's kind is resolved once here (``build_task``); the loop talks to the ``Task`` contract.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar, Protocol
 
 import torch
 from torch import nn
@@ -21,6 +23,24 @@ from vitforge.methods import (
 from vitforge.methods.cloob import clip_loss, cloob_loss
 from vitforge.methods.mae import mae_loss
 from vitforge.methods.nnclr import symmetric_nnclr_loss
+
+
+class Task(Protocol):
+    """What the loop, the driver and Tune ask of a stage (``nn.Module``s that DeepSpeed wraps)."""
+
+    views: ClassVar[int]  # augmented views of each image per batch ("image", "image2", ...)
+
+    def forward(self, batch: dict[str, torch.Tensor], rank: int = 0, world_size: int = 1) -> torch.Tensor:
+        """The loss of this rank's batch; cross-rank terms gathered inside (``rank``/``world_size``)."""
+
+    def param_groups(self, lr_fast: float, lr_slow: float, wd: float) -> list[dict]:
+        """Optimizer groups, each tagged ``group`` ("fast"/"slow") and ``lr_scale`` (layer decay)."""
+
+    def exports(self) -> dict[str, nn.Module]:
+        """The parts written to the export (``<part>.safetensors``): always ``encoder``."""
+
+    def after_step(self) -> None:
+        """Called after every optimizer step (EMA targets)."""
 
 
 class MAETask(nn.Module):
@@ -41,6 +61,9 @@ class MAETask(nn.Module):
 
     def exports(self) -> dict[str, nn.Module]:
         return {"encoder": self.mae.encoder, "mae": self.mae}
+
+    def after_step(self) -> None:
+        pass
 
 
 class NNCLRTask(nn.Module):
@@ -100,6 +123,9 @@ class NNCLRTask(nn.Module):
     def exports(self) -> dict[str, nn.Module]:
         return {"encoder": self.encoder, "head": self.head}
 
+    def after_step(self) -> None:
+        self.head.update_target()  # stage 3's EMA target (a no-op in stage 2)
+
 
 class ImageTextTask(nn.Module):
     views = 1
@@ -123,8 +149,11 @@ class ImageTextTask(nn.Module):
     def exports(self) -> dict[str, nn.Module]:
         return {"encoder": self.model.image_encoder, "model": self.model}
 
+    def after_step(self) -> None:
+        pass
 
-def build_task(spec: JobSpec, stage_index: int, init_from: str | None) -> nn.Module:
+
+def build_task(spec: JobSpec, stage_index: int, init_from: str | None) -> Task:
     """The stage's module, initialised from the previous stage's export when ``init_from`` is set."""
     stage = spec.stages[stage_index]
     if stage.name in ("cloob", "clip"):
