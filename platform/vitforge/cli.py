@@ -5,9 +5,10 @@ from __future__ import annotations
 import typer
 
 from vitforge.cli_serve import data_app, serve_app
-from vitforge.cli_util import fail, spec_or_exit
+from vitforge.cli_util import fail, run_cli, spec_or_exit
 
-app = typer.Typer(add_completion=False, no_args_is_help=True)
+# Errors: one line (cli_util.run_cli), the traceback in a file or with --debug.
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
 
 
 @app.callback()
@@ -273,7 +274,7 @@ def quickstart(
 
 
 def main() -> None:
-    app()
+    run_cli(app)
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ class DataSpec(Spec):
 
 
 class ScalingSpec(Spec):
-    num_workers: int = Field(2, ge=0)
+    num_workers: int = Field(2, ge=1)
     use_gpu: bool = False
     cpus_per_worker: float = Field(1.0, gt=0)
     gpus_per_worker: float = Field(1.0, ge=0)

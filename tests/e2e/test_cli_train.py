@@ -67,3 +67,19 @@ def test_train_bad_spec_exits_2_naming_field(tmp_path: Path) -> None:
     )  # fmt: skip
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "queue_size 500 is not a multiple of global_batch_size 64" in r.stderr
+
+
+def test_runtime_errors_are_one_line_with_the_traceback_kept(tmp_path: Path) -> None:
+    """A missing data folder: one line naming it, exit 1, the traceback in a file (or with --debug)."""
+    cmd = [sys.executable, "-m", "vitforge.cli", "train", "tiny-mae-ct", "--set", "data.source=/no/such/folder",
+           "--set", f"checkpoint.storage_path={tmp_path}"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert len(lines) == 2 and "data source '/no/such/folder' does not exist" in lines[0], lines
+    log = lines[1].split("traceback in ", 1)[1].split(";")[0]
+    assert "Traceback" in Path(log).read_text()
+    debug = subprocess.run([*cmd, "--debug"], capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+    # Nothing recorded for the job: the corrected spec is not refused as "another spec".
+    assert not (tmp_path / "tiny-mae-ct" / "spec.json").exists()

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from vitforge.config import load_spec
-from vitforge.train.resume import SpecChanged, fingerprint, guard, spec_diff
+from vitforge.train.resume import SpecChanged, fingerprint, guard, record, spec_diff
 
 
 def spec(*overrides: str):
@@ -37,6 +37,8 @@ def test_tune_section_counts_only_for_a_search() -> None:
 def test_guard_records_then_refuses_another_spec(tmp_path: Path) -> None:
     folder = tmp_path / "job"
     guard(folder, spec(), has_work=False)
+    guard(folder, spec("stages.0.epochs=9"), has_work=False)  # nothing recorded yet: any spec may start
+    record(folder, spec())
     guard(folder, spec(), has_work=True)  # the same spec resumes
     with pytest.raises(SpecChanged) as e:
         guard(folder, spec("stages.1.queue_size=128"), has_work=True)

@@ -41,7 +41,7 @@ def spec_diff(old: Any, new: Any, path: str = "") -> list[str]:
 
 
 def guard(folder: Path, spec: JobSpec, has_work: bool, search: bool = False) -> None:
-    """Record the spec in ``folder``, or check that the recorded one is this one.
+    """Check that the spec recorded in ``folder`` is this one (``record`` writes it when work starts).
 
     ``has_work``: something of an earlier run exists (checkpoints, exports, trials), so that a
     folder without a record (made before records existed) is not taken as the same spec.
@@ -60,8 +60,14 @@ def guard(folder: Path, spec: JobSpec, has_work: bool, search: bool = False) -> 
         return
     if has_work:
         raise SpecChanged(f"{what} {spec.name!r} has earlier work in {folder} but no record of its spec. {ways}")
+
+
+def record(folder: Path, spec: JobSpec, search: bool = False) -> None:
+    """Write the spec's record, once the work really starts (a run that fails before, e.g. on a
+    wrong data path, leaves nothing that would refuse the corrected spec)."""
     folder.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps(now, indent=1, sort_keys=True))
+    if not (folder / RECORD).is_file():
+        (folder / RECORD).write_text(json.dumps(fingerprint(spec, search), indent=1, sort_keys=True))
 
 
 def remove(paths: list[Path], log=print) -> None:

@@ -200,11 +200,11 @@ def run_job(
             StageResult(s.name, str(job_dir(spec) / "exports" / f"{i}-{s.name}"), 0.0, {}, skipped=True)
             for i, s in enumerate(spec.stages)
         ]
+    ds = load_train_data(spec)  # data errors before anything starts
+    normalization = normalization_for(spec, ds)
     ensure_ray(address)
     if tracker is None and spec.tracking.enabled:
         tracker = Tracker(spec.tracking.tracking_uri, spec.tracking.experiment or spec.name)
-    ds = load_train_data(spec)
-    normalization = normalization_for(spec, ds)
     parent = _start_job_run(tracker, spec) if tracker else None
     results: list[StageResult] = []
     init_from = spec.init_from
@@ -217,6 +217,7 @@ def run_job(
                 results.append(StageResult(stage.name, str(export), 0.0, {}, skipped=True))
                 init_from = str(export)
                 continue
+            resume.record(job_dir(spec), spec)
             log(f"stage {i} {stage.name}: {spec.scaling.num_workers} workers, ZeRO-{spec.deepspeed.zero_stage}")
             if tracker:
                 child = tracker.start_run(f"{i}-{stage.name}", parent, {"vitforge.stage": stage.name})

@@ -238,6 +238,7 @@ def run_search(spec: JobSpec, log=print, fresh: bool = False, address: str | Non
             ),
             run_config=run_config,
         )  # fmt: skip
+    resume.record(out, spec, search=True)
     grid = tuner.fit()
     table = _table(grid, metric, mode, spec, epochs)
     if tracker:
