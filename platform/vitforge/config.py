@@ -297,9 +297,10 @@ class JobSpec(Spec):
                 )
         if self.stages[0].tokens and self.model.text_size is None:
             self.model.text_size = self.model.size
-        if self.deepspeed.precision != "fp32" and not self.scaling.use_gpu:
+        if self.deepspeed.precision == "fp16" and not self.scaling.use_gpu:
             raise ValueError(
-                f"deepspeed.precision {self.deepspeed.precision!r} needs scaling.use_gpu=true; CPU runs in 'fp32'"
+                "deepspeed.precision 'fp16' needs scaling.use_gpu=true (DeepSpeed's CPU accelerator has no fp16);"
+                " on CPU use 'bf16' (to check the GPU path) or 'fp32'"
             )
         return self
 

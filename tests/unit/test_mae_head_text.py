@@ -101,6 +101,47 @@ def test_stage2_head_uses_online_projector_and_stage3_target_starts_from_it() ->
     assert head.projector[-1].affine and head.predictor[-1].bias is None
 
 
+def test_ema_of_a_bf16_head_follows_the_fp32_one() -> None:
+    """DeepSpeed's bf16 casts the head; its EMA must still move (the average is kept in fp32)."""
+    torch.manual_seed(0)
+    ref = m.NNCLRHead(16, 32, 8, 32, queue_size=64, ema_momentum=0.99)
+    low = m.NNCLRHead(16, 32, 8, 32, queue_size=64, ema_momentum=0.99)
+    low.load_state_dict(ref.state_dict())
+    low.bfloat16()
+    naive = [t.clone() for t in low.target_projector.parameters()]  # the same average, done in bf16
+    with torch.no_grad():
+        for head in (ref, low):  # the online projector moves by a small step, as after an update
+            for q in head.projector.parameters():
+                q.add_(0.05)
+    for _ in range(50):
+        ref.update_target()
+        low.update_target()
+        with torch.no_grad():
+            for t, o in zip(naive, low.projector.parameters(), strict=True):
+                t.lerp_(o, 0.01)
+    # Every target weight moved by 0.05 (1 - 0.99^50) = 0.0197; bf16 keeps it up to rounding.
+    for (name, a), b in zip(ref.target_projector.named_parameters(), low.target_projector.parameters(), strict=True):
+        assert ((a - b.float()).abs() <= a.abs() * 2**-7 + 1e-4).all(), name  # two roundings: start, end
+    naive_err = max((a - b.float()).abs().max() for a, b in zip(ref.target_projector.parameters(), naive, strict=True))
+    assert naive_err > 0.01  # teeth: averaging in bf16 itself leaves weights behind (steps below one bit)
+
+
+def test_head_runs_in_bf16_with_fp32_batchnorm() -> None:
+    torch.manual_seed(0)
+    head = m.NNCLRHead(16, 32, 8, 32, queue_size=64, ema_momentum=0.99)
+    x = torch.randn(12, 16)
+    p32, _ = head(x)
+    low = m.NNCLRHead(16, 32, 8, 32, queue_size=64, ema_momentum=0.99)
+    low.load_state_dict(head.state_dict())
+    low.bfloat16()
+    for mod in low.modules():  # as DeepSpeed leaves them: running statistics in fp32
+        if isinstance(mod, torch.nn.BatchNorm1d):
+            mod.running_mean.data, mod.running_var.data = mod.running_mean.float(), mod.running_var.float()
+    p16, _ = low(x.bfloat16())
+    assert p16.dtype == torch.bfloat16
+    assert torch.nn.functional.cosine_similarity(p16.float(), p32, dim=-1).min() > 0.98
+
+
 def test_tokenizer_roundtrip_truncation_and_errors() -> None:
     tok = m.ByteTokenizer(context_length=8)
     ids = tok(["hi", "a much longer caption"])

@@ -74,7 +74,7 @@ class MAE(nn.Module):
         masked = self.mask_token.expand(b, n - visible.shape[1], -1)
         x = torch.cat([visible, masked], dim=1)
         x = x.gather(1, ids_restore[..., None].expand(-1, -1, x.shape[2]))  # unshuffle: (B, N, Dd)
-        x = torch.cat([prefix, x + self.decoder_pos_embed], dim=1)
+        x = torch.cat([prefix, x + self.decoder_pos_embed.to(x.dtype)], dim=1)
         x = self.decoder_norm(run_blocks(self.decoder_blocks, x, enc.grad_checkpointing))
         return self.decoder_pred(x[:, enc.num_prefix_tokens :]), mask
 

@@ -14,6 +14,26 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class BatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm computed in fp32 whatever the module's precision, as autocast does for
+    ``batch_norm``: DeepSpeed casts the affine weights to bf16 but leaves the running statistics
+    in fp32 (and CPU kernels refuse the mix). Same parameters and state-dict keys as torch's."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32 and (self.weight is None or self.weight.dtype == torch.float32):
+            return super().forward(x)
+        if self.running_mean is not None and self.running_mean.dtype != torch.float32:
+            self.running_mean.data, self.running_var.data = self.running_mean.float(), self.running_var.float()
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.add_(1)
+        w, b = (None, None) if self.weight is None else (self.weight.float(), self.bias.float())
+        out = F.batch_norm(
+            x.float(), self.running_mean, self.running_var, w, b,
+            self.training or not self.track_running_stats, self.momentum, self.eps,
+        )  # fmt: skip
+        return out.to(x.dtype)
+
+
 def mlp(dims: list[int], last_bn: bool) -> nn.Sequential:
     """Linear-BN-ReLU for every hidden layer; the last layer optionally BatchNorm'd, never ReLU'd.
 
@@ -25,9 +45,9 @@ def mlp(dims: list[int], last_bn: bool) -> nn.Sequential:
         last = i == len(dims) - 2
         layers.append(nn.Linear(a, b, bias=False))
         if not last:
-            layers += [nn.BatchNorm1d(b), nn.ReLU(inplace=True)]
+            layers += [BatchNorm1d(b), nn.ReLU(inplace=True)]
         elif last_bn:
-            layers.append(nn.BatchNorm1d(b))
+            layers.append(BatchNorm1d(b))
     return nn.Sequential(*layers)
 
 
@@ -103,6 +123,7 @@ class NNCLRHead(nn.Module):
         self.target_projector = copy.deepcopy(self.projector).requires_grad_(False)
         self.queue = NNQueue(queue_size, out_dim)
         self.ema_momentum = ema_momentum
+        self._ema_fp32: list[torch.Tensor] | None = None  # see update_target (bf16/fp16 modules)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, d) encoder features -> (prediction (B, out), queue/lookup projection (B, out), no grad)."""
@@ -118,6 +139,7 @@ class NNCLRHead(nn.Module):
     def reset_target(self) -> None:
         """target <- online projector (parameters and BatchNorm statistics)."""
         self.target_projector.load_state_dict(self.projector.state_dict())
+        self._ema_fp32 = None
 
     @torch.no_grad()
     def update_target(self) -> None:
@@ -125,15 +147,27 @@ class NNCLRHead(nn.Module):
 
         Under ZeRO-3 a parameter's data lives in its ``ds_tensor`` shard; target and online are
         partitioned alike, so the shards are averaged in place (no gather needed).
+
+        In a bf16/fp16 module (DeepSpeed casts it) the average is kept in an fp32 copy and the
+        target is its rounding: in bf16 itself, ``t + 0.01 (o - t)`` rounds back to ``t`` whenever
+        the step is below t's last mantissa bit (2^-8 relative), and the target would freeze.
+        The copy is not checkpointed: a resumed run restarts it from the rounded target.
         """
         if self.ema_momentum is None:
             return
         m = self.ema_momentum
-        for t, o in zip(self.target_projector.parameters(), self.projector.parameters(), strict=True):
-            if hasattr(o, "ds_tensor"):
-                t.ds_tensor.lerp_(o.ds_tensor.to(t.ds_tensor.dtype), 1 - m)
-            else:
-                t.lerp_(o.detach().to(t.dtype), 1 - m)
+        pairs = [
+            (t.ds_tensor, o.ds_tensor) if hasattr(o, "ds_tensor") else (t.data, o.detach())
+            for t, o in zip(self.target_projector.parameters(), self.projector.parameters(), strict=True)
+        ]
+        if pairs and pairs[0][0].dtype in (torch.bfloat16, torch.float16):
+            if self._ema_fp32 is None:
+                self._ema_fp32 = [t.float() for t, _ in pairs]
+            for (t, o), avg in zip(pairs, self._ema_fp32, strict=True):
+                t.copy_(avg.lerp_(o.float(), 1 - m))
+        else:
+            for t, o in pairs:
+                t.lerp_(o.to(t.dtype), 1 - m)
         # BatchNorm statistics are copied, not averaged (ml-jku/MAE-CT utils/model_utils.py update_ema).
         for t, o in zip(self.target_projector.buffers(), self.projector.buffers(), strict=True):
             t.copy_(o)

@@ -173,7 +173,7 @@ class ViT(nn.Module):
                 f" got {tuple(imgs.shape)}"
             )
         x = self.patch_embed(imgs).flatten(2).transpose(1, 2)  # (B, N, D), row-major patches
-        return x + self.pos_embed
+        return x + self.pos_embed.to(x.dtype)  # a buffer DeepSpeed may leave in fp32 under bf16
 
     def encode_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """(B, n, D) patch tokens (all or a kept subset) -> (B, prefix + n, D) after the final norm."""

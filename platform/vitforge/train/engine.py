@@ -18,6 +18,14 @@ from vitforge.config import AnyStage, JobSpec
 CKPT_TAG = "ckpt"
 
 
+COMPUTE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def compute_dtype(spec: JobSpec) -> torch.dtype:
+    """The dtype DeepSpeed casts the module to; float inputs must be sent in it (losses are fp32)."""
+    return COMPUTE_DTYPES[spec.deepspeed.precision]
+
+
 def deepspeed_config(spec: JobSpec, micro_batch: int) -> dict[str, Any]:
     ds = spec.deepspeed
     cfg: dict[str, Any] = {

@@ -128,6 +128,7 @@ def run_stage(ctx: WorkerContext, spec: JobSpec, stage_index: int) -> dict:
     workers = max(ctx.world_size, 1)
     micro = stage.global_batch_size // (workers * spec.deepspeed.grad_accum)
     engine = eng.init_engine(task.to(device), groups, spec, stage, micro)
+    dtype = eng.compute_dtype(spec)  # images go in at the module's precision (bf16 on GPU nodes)
 
     if ctx.rank == 0:
         ctx.log(f"[{stage.name}] DeepSpeed engine ready in {time.perf_counter() - t_start:.1f}s")
@@ -160,7 +161,7 @@ def run_stage(ctx: WorkerContext, spec: JobSpec, stage_index: int) -> dict:
                 continue
             if step == 0 and ctx.rank == 0 and i == 0:
                 ctx.log(f"[{stage.name}] first batch after {time.perf_counter() - t_start:.1f}s")
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            batch = {k: v.to(device, dtype if v.is_floating_point() else v.dtype, True) for k, v in batch.items()}
             loss = engine(batch, ctx.rank, ctx.world_size)
             if not torch.isfinite(loss):
                 raise NonFiniteLoss(
@@ -241,7 +242,8 @@ def _write_probe(task, spec: JobSpec, device: torch.device, ctx: WorkerContext) 
     forward (ZeRO-3 gathers collectively), rank 0 saves. Export -> reload must reproduce them."""
     task.eval()
     parts = task.exports()
-    emb = embed(parts.get("model", parts["encoder"]), probe_images(spec).to(device), spec.model.pool)
+    imgs = probe_images(spec).to(device, eng.compute_dtype(spec))
+    emb = embed(parts.get("model", parts["encoder"]), imgs, spec.model.pool)
     if ctx.rank == 0:
         torch.save(emb.float().cpu(), ctx.probe_out)
     task.train()

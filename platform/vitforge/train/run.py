@@ -14,9 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from vitforge.config import JobSpec
 from vitforge.inference import CARD
 from vitforge.tracking import Tracker, flatten, git_info, log_figure_rows, register_encoder
+from vitforge.train import engine as eng
 from vitforge.train import resume
 from vitforge.train.export import save_export
 from vitforge.train.inputs import load_train_data, make_batch_maker, normalization_for
@@ -155,12 +158,21 @@ def export_stage(
     spec: JobSpec, stage_index: int, init_from: str | None, checkpoint_dir: str, normalization: dict, extra: dict
 ) -> Path:
     """Consolidate the stage's final checkpoint to fp32 and write the export (safetensors + card)."""
-    from vitforge.train.engine import consolidated_state_dict
     from vitforge.train.tasks import build_task
 
     stage = spec.stages[stage_index]
     task = build_task(spec, stage_index, init_from)
-    state = consolidated_state_dict(checkpoint_dir, spec.deepspeed.zero_stage)
+    state = eng.consolidated_state_dict(checkpoint_dir, spec.deepspeed.zero_stage)
+    if spec.deepspeed.precision != "fp32":
+        # Frozen weights have no fp32 master: the checkpoint holds them rounded to bf16/fp16. Where
+        # a tensor is exactly the rounding of its starting value, it did not train: keep the start.
+        low = eng.compute_dtype(spec)
+        start = task.state_dict()
+        state = {
+            k: start[k] if k in start and start[k].is_floating_point() and torch.equal(v, start[k].to(low).float())
+            else v
+            for k, v in state.items()
+        }  # fmt: skip
     # Position embeddings are recomputed buffers; everything persistent must be in the checkpoint.
     task.load_state_dict(state, strict=True)
     out = job_dir(spec) / "exports" / f"{stage_index}-{stage.name}"

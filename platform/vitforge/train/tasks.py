@@ -54,7 +54,8 @@ class MAETask(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor], rank: int = 0, world_size: int = 1) -> torch.Tensor:
         imgs = batch["image"]
         pred, mask = self.mae(imgs)
-        return mae_loss(imgs, pred, mask, self.mae.encoder.patch_size, self.norm_pix)
+        # The loss in fp32 whatever the module's precision (as MAE's autocast does).
+        return mae_loss(imgs.float(), pred.float(), mask, self.mae.encoder.patch_size, self.norm_pix)
 
     def param_groups(self, lr_fast: float, lr_slow: float, wd: float) -> list[dict]:
         return mae_param_groups(self.mae, lr_fast, lr_slow, wd)
@@ -100,8 +101,8 @@ class NNCLRTask(nn.Module):
         with torch.set_grad_enabled(self.tune_encoder and torch.is_grad_enabled()):
             f1 = self.encoder(batch["image"], self.pool)  # (B, D)
             f2 = self.encoder(batch["image2"], self.pool)
-        p1, t1 = self.head(f1)
-        p2, t2 = self.head(f2)
+        (p1, t1), (p2, t2) = self.head(f1), self.head(f2)
+        p1, t1, p2, t2 = p1.float(), t1.float(), p2.float(), t2.float()  # lookups and loss in fp32
         if int(self.head.queue.ptr) == 0 and bool((self.head.queue.ids < 0).all()):
             # Empty queue at the very start: seed it with this global batch's other view.
             self.head.queue.push(
@@ -138,6 +139,7 @@ class ImageTextTask(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor], rank: int = 0, world_size: int = 1) -> torch.Tensor:
         img, txt = self.model(batch["image"], batch["tokens"])
+        img, txt = img.float(), txt.float()  # similarities, Hopfield softmax and loss in fp32
         if self.objective == "cloob":
             return cloob_loss(img, txt, self.inv_tau, self.beta, rank, world_size)
         # CLIP clamps its learned scale at 100 (as the reference does).
