@@ -35,6 +35,9 @@ class ModelSpec(Spec):
     # H/14), the mean of the patch tokens for smaller encoders (MAE-CT B/16).
     pool: Literal["cls", "mean_patch"] | None = None
     grad_checkpointing: bool = False
+    # Sin-cos position channels: "xy" column first (MAE's order, official weights); "yx" row first
+    # (exports made before cards recorded it load as "yx").
+    pos_embed_order: Literal["xy", "yx"] = "xy"
     # Image-text models (CLOOB / CLIP).
     text_size: SizeName | None = None
     embed_dim: int = Field(64, gt=0)

@@ -27,6 +27,7 @@ def build_encoder(spec: ModelSpec) -> m.ViT:
         img_size=spec.img_size,
         in_chans=spec.in_chans,
         grad_checkpointing=spec.grad_checkpointing,
+        pos_order=spec.pos_embed_order,
     )
 
 
@@ -70,7 +71,8 @@ def load_encoder(export_dir: str | Path) -> tuple[m.ViT | m.ImageTextModel, dict
     Image exports give the :class:`ViT` encoder; image-text exports the full two-tower model.
     """
     card = read_card(export_dir)
-    spec = ModelSpec.model_validate(card["model"])
+    # Cards written before the order was recorded were trained with row-first positions.
+    spec = ModelSpec.model_validate({"pos_embed_order": "yx", **card["model"]})
     if card["kind"] == "image_text":
         model = build_image_text(spec)
         load_part(model, export_dir, "model")

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -73,12 +74,28 @@ def test_bad_pool_is_named() -> None:
         enc(torch.randn(1, 3, 8, 8), pool="max")
 
 
-def test_sincos_positions() -> None:
+def mae_reference_pos_embed(dim: int, grid_h: int, grid_w: int) -> np.ndarray:
+    """facebookresearch/mae util/pos_embed.py (get_2d_sincos_pos_embed), extended to h != w."""
+
+    def one_d(d: int, pos: np.ndarray) -> np.ndarray:
+        omega = 1.0 / 10000 ** (np.arange(d // 2, dtype=np.float64) / (d / 2.0))
+        out = np.einsum("m,d->md", pos.reshape(-1), omega)
+        return np.concatenate([np.sin(out), np.cos(out)], axis=1)
+
+    grid = np.meshgrid(np.arange(grid_w, dtype=np.float32), np.arange(grid_h, dtype=np.float32))  # w first
+    grid = np.stack(grid, axis=0).reshape([2, 1, grid_h, grid_w])
+    return np.concatenate([one_d(dim // 2, grid[0]), one_d(dim // 2, grid[1])], axis=1)
+
+
+def test_sincos_positions_follow_mae() -> None:
     pe = sincos_pos_embed_2d(16, 3, 5)
     assert pe.shape == (15, 16)
+    assert np.allclose(pe.numpy(), mae_reference_pos_embed(16, 3, 5), atol=1e-6)
     assert torch.cdist(pe, pe).add(torch.eye(15)).min() > 0  # every position distinct
-    # Row half depends on the row only: positions in the same row share it.
-    assert torch.equal(pe[0, :8], pe[4, :8]) and not torch.equal(pe[0, :8], pe[5, :8])
+    # The first half is the column's: positions in the same column (5 apart) share it.
+    assert torch.equal(pe[0, :8], pe[5, :8]) and not torch.equal(pe[0, :8], pe[1, :8])
+    legacy = sincos_pos_embed_2d(16, 3, 5, order="yx")  # row first: exports made before
+    assert torch.equal(legacy, torch.cat([pe[:, 8:], pe[:, :8]], dim=1))
 
 
 def test_grad_checkpointing_matches() -> None:

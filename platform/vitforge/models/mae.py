@@ -46,7 +46,7 @@ class MAE(nn.Module):
         self.mask_ratio = mask_ratio
         self.decoder_embed = nn.Linear(encoder.dim, decoder_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
-        pos = sincos_pos_embed_2d(decoder_dim, *encoder.grid)[None]
+        pos = sincos_pos_embed_2d(decoder_dim, *encoder.grid, encoder.pos_order)[None]
         self.register_buffer("decoder_pos_embed", pos, persistent=False)
         self.decoder_blocks = nn.ModuleList([Block(decoder_dim, decoder_heads) for _ in range(decoder_depth)])
         self.decoder_norm = nn.LayerNorm(decoder_dim, eps=1e-6)

@@ -41,13 +41,21 @@ SIZES: dict[str, ViTSize] = {
 }
 
 
-def sincos_pos_embed_2d(dim: int, grid_h: int, grid_w: int) -> torch.Tensor:
+POS_ORDERS = ("xy", "yx")
+
+
+def sincos_pos_embed_2d(dim: int, grid_h: int, grid_w: int, order: str = "xy") -> torch.Tensor:
     """Fixed 2-D sin-cos position embedding, (grid_h * grid_w, dim), rows in row-major patch order.
 
-    Half the channels encode the row, half the column (as in MAE's ``get_2d_sincos_pos_embed``).
+    Half the channels encode one coordinate, half the other. ``"xy"``: the column first, as MAE's
+    ``util/pos_embed.py`` (``np.meshgrid(grid_w, grid_h)`` puts w in ``grid[0]``), so official
+    weights see the positions they were trained with; ``"yx"``: the row first (vitforge's exports
+    before model cards recorded the order).
     """
     if dim % 4:
         raise ValueError(f"embedding dim {dim} must be divisible by 4 for 2-D sin-cos positions")
+    if order not in POS_ORDERS:
+        raise ValueError(f"position order {order!r}; allowed: {', '.join(POS_ORDERS)}")
     ys, xs = torch.meshgrid(
         torch.arange(grid_h, dtype=torch.float64),
         torch.arange(grid_w, dtype=torch.float64),
@@ -59,7 +67,8 @@ def sincos_pos_embed_2d(dim: int, grid_h: int, grid_w: int) -> torch.Tensor:
         out = pos.reshape(-1, 1) * omega  # (N, dim/4)
         return torch.cat([out.sin(), out.cos()], dim=1)  # (N, dim/2)
 
-    return torch.cat([embed_1d(ys), embed_1d(xs)], dim=1).float()  # (N, dim)
+    first, second = (xs, ys) if order == "xy" else (ys, xs)
+    return torch.cat([embed_1d(first), embed_1d(second)], dim=1).float()  # (N, dim)
 
 
 class Attention(nn.Module):
@@ -137,6 +146,7 @@ class ViT(nn.Module):
         mlp_ratio: float = 4.0,
         class_token: bool = True,
         grad_checkpointing: bool = False,
+        pos_order: str = "xy",
     ) -> None:
         super().__init__()
         h, w = (img_size, img_size) if isinstance(img_size, int) else img_size
@@ -147,12 +157,12 @@ class ViT(nn.Module):
         self.img_size = (h, w)
         self.grid = (h // patch_size, w // patch_size)
         self.num_patches = self.grid[0] * self.grid[1]
-        self.grad_checkpointing = grad_checkpointing
+        self.grad_checkpointing, self.pos_order = grad_checkpointing, pos_order
         # A strided conv is the patchify + linear projection in one op.
         self.patch_embed = nn.Conv2d(in_chans, dim, kernel_size=patch_size, stride=patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if class_token else None
         # Fixed, so a buffer: not trained, recomputed from the size, not stored in exports.
-        self.register_buffer("pos_embed", sincos_pos_embed_2d(dim, *self.grid)[None], persistent=False)
+        self.register_buffer("pos_embed", sincos_pos_embed_2d(dim, *self.grid, pos_order)[None], persistent=False)
         self.blocks = nn.ModuleList([Block(dim, heads, mlp_ratio) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         init_weights(self)

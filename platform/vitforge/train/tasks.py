@@ -12,7 +12,7 @@ from torch import nn
 
 import vitforge.models as m
 from vitforge.config import AnyStage, ContrastiveTuningStage, JobSpec, MAEStage
-from vitforge.inference import build_encoder, build_image_text, load_part
+from vitforge.inference import build_encoder, build_image_text, load_part, read_card
 from vitforge.methods import (
     cloob_param_groups,
     freeze_lower_blocks,
@@ -158,6 +158,8 @@ class ImageTextTask(nn.Module):
 def build_task(spec: JobSpec, stage_index: int, init_from: str | None) -> Task:
     """The stage's module, initialised from the previous stage's export when ``init_from`` is set."""
     stage = spec.stages[stage_index]
+    if init_from:
+        _check_positions(spec, init_from)
     if stage.name in ("cloob", "clip"):
         model = build_image_text(spec.model)
         if init_from:
@@ -173,6 +175,16 @@ def build_task(spec: JobSpec, stage_index: int, init_from: str | None) -> Task:
         load_part(task.head, init_from, "head")  # MAE-CT: the head fitted in stage 2
         task.head.reset_target()  # the EMA target starts as stage 2's online projector
     return task
+
+
+def _check_positions(spec: JobSpec, init_from: str) -> None:
+    """Weights trained with one position order must not silently run with the other."""
+    trained = read_card(init_from)["model"].get("pos_embed_order", "yx")  # absent: an older export
+    if trained != spec.model.pos_embed_order:
+        raise ValueError(
+            f"{init_from} was trained with position order {trained!r}, the job builds"
+            f" {spec.model.pos_embed_order!r}: set model.pos_embed_order={trained} to start from it"
+        )
 
 
 def _has_part(export_dir: str, part: str) -> bool:
