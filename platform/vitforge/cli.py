@@ -155,7 +155,7 @@ def submit(
 
     job = spec_or_exit(spec, overrides)
     try:
-        sid, new = sub.submit(job, address)
+        sid, new = sub.submit(job, address, log=typer.echo)
     except ValueError as e:
         raise fail(str(e)) from None
     except Exception as e:

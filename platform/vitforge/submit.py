@@ -47,6 +47,47 @@ def submission_id(spec: JobSpec, attempt: int = 0) -> str:
     return f"vitforge-{spec.name}" + (f"-r{attempt}" if attempt else "")
 
 
+# The job's driver runs under the Python of the Ray head, not whatever `python` is first on the
+# head's PATH (a head started as `.venv/bin/ray start` has the system's, without vitforge's
+# dependencies). Ray runs the entrypoint with `sh -c` as a child of its job supervisor, a process
+# of the head's Python environment with Ray's `_raylet` library mapped from that environment's
+# site-packages: its `bin/python` is the interpreter (not /proc/$PPID/exe, which is the resolved
+# binary outside the venv; not the command line, which Ray overwrites). Elsewhere: python3.
+ENTRYPOINT = (
+    "S=$(grep -o '/[^ ]*/site-packages/ray/' /proc/$PPID/maps 2>/dev/null | head -n1); "
+    'P="${S%%/lib/python*}/bin/python"; [ -n "$S" ] && [ -x "$P" ] || P=python3; '
+    'exec "$P" -m vitforge.cli train job.yaml'
+)
+
+
+def cluster_paths(spec: JobSpec) -> tuple[JobSpec, list[str]]:
+    """The spec with relative local paths made absolute, and a note for each.
+
+    A relative ``checkpoint.storage_path`` or SQLite/file MLflow store would resolve inside Ray's
+    temporary copy of the working directory on the head, where nobody finds the exports or runs.
+    Absolute paths on this machine are right for a head on this machine or on a shared file
+    system; for other clusters use URIs (s3://, an MLflow server).
+    """
+    from vitforge.tracking import resolve_uri
+
+    spec = spec.model_copy(deep=True)
+    notes = []
+    storage = spec.checkpoint.storage_path
+    if "://" not in storage and not Path(storage).expanduser().is_absolute():
+        spec.checkpoint.storage_path = str(Path(storage).expanduser().resolve())
+        notes.append(f"checkpoint.storage_path {storage!r} -> {spec.checkpoint.storage_path}")
+    if spec.tracking.enabled:
+        uri = resolve_uri(spec.tracking.tracking_uri)  # the default store: absolute, in this folder
+        path = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else uri if "://" not in uri else None
+        if path is not None and not Path(path).is_absolute():
+            absolute = str(Path(path).resolve())
+            uri = f"sqlite:///{absolute}" if uri.startswith("sqlite:") else absolute
+        if uri != spec.tracking.tracking_uri:
+            notes.append(f"tracking.tracking_uri {spec.tracking.tracking_uri!r} -> {uri}")
+            spec.tracking.tracking_uri = uri
+    return spec, notes
+
+
 def _working_dir(spec: JobSpec) -> str:
     """A folder holding only the resolved spec (the code travels as a py_module)."""
     d = tempfile.mkdtemp(prefix="vitforge-submit-")
@@ -55,11 +96,20 @@ def _working_dir(spec: JobSpec) -> str:
 
 
 def submit(
-    spec: JobSpec, address: str | None = None, extra_env: dict[str, str] | None = None, wait_s: float = 120.0
+    spec: JobSpec,
+    address: str | None = None,
+    extra_env: dict[str, str] | None = None,
+    wait_s: float = 120.0,
+    log: Callable[[str], None] = print,
 ) -> tuple[str, bool]:
-    """Submit ``vitforge train job.yaml``; returns (submission id, whether it was newly submitted)."""
+    """Submit ``vitforge train job.yaml``; returns (submission id, whether it was newly submitted).
+
+    Relative local paths are made absolute first (``cluster_paths``), each change logged."""
     import vitforge
 
+    spec, notes = cluster_paths(spec)
+    for note in notes:
+        log(f"submit: {note} (a relative path would land in Ray's temporary working directory)")
     c = client(address)
     attempt = 0
     while True:
@@ -80,14 +130,21 @@ def submit(
         while True:
             try:
                 c.submit_job(
-                    entrypoint="python -m vitforge.cli train job.yaml",
+                    entrypoint=ENTRYPOINT,
                     submission_id=sid,
                     runtime_env={
                         "working_dir": wd,
                         "py_modules": [str(Path(vitforge.__file__).parent)],
                         "env_vars": env,
                     },
-                    metadata={"vitforge.job": spec.name},
+                    # job_name is what Ray's dashboard shows as the job's name.
+                    metadata={
+                        "job_name": spec.name,
+                        "vitforge.job": spec.name,
+                        "vitforge.stages": ",".join(st.name for st in spec.stages),
+                        "vitforge.version": vitforge.__version__,
+                        "vitforge.storage": spec.checkpoint.storage_path,
+                    },
                 )
                 return sid, True
             except RuntimeError as e:

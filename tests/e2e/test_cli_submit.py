@@ -26,8 +26,10 @@ def ray_head(tmp_path_factory):
     """A separate Ray head (its own ports and temp dir), stopped by its own address afterwards."""
     tmp = tmp_path_factory.mktemp("head")
     port, dash = free_port(), free_port()
-    # The job's `python` must be this environment's (as a cluster image's would be).
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "RAY_ADDRESS": "", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    # As `.venv/bin/ray start` leaves it: the `python` on the head's PATH is another one (here the
+    # system's, without typer); vitforge's entrypoint must still run under the head's own Python.
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if Path(p) != BIN)
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "RAY_ADDRESS": "", "PATH": path}
     cmd = [str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
            f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1", "--num-cpus=4",
            "--object-store-memory=150000000", "--include-dashboard=true", f"--temp-dir={tmp / 'ray'}",
@@ -47,16 +49,18 @@ def ray_head(tmp_path_factory):
     subprocess.run(["pkill", "-f", str(tmp / "ray")], check=False)
 
 
-def write_spec(tmp: Path, name: str) -> Path:
+def write_spec(tmp: Path, name: str, relative: bool = False) -> Path:
+    """``relative``: storage and MLflow store given relative to the submitting folder (``tmp``)."""
     spec = {
         "name": name,
         "model": {"size": "test", "patch_size": 4, "img_size": 16},
         "data": {"source": "digits"},
         "scaling": {"num_workers": 2},
         "stages": [{"name": "mae", "global_batch_size": 32, "max_steps": 4}],
-        "checkpoint": {"storage_path": str(tmp / "runs")},
-        "tracking": {"tracking_uri": f"sqlite:///{tmp / 'mlruns.db'}", "log_every_steps": 1},
-    }
+        "checkpoint": {"storage_path": "runs" if relative else str(tmp / "runs")},
+        "tracking": {"tracking_uri": "sqlite:///mlruns.db" if relative else f"sqlite:///{tmp / 'mlruns.db'}",
+                     "log_every_steps": 1},
+    }  # fmt: skip
     path = tmp / f"{name}.yaml"
     path.write_text(json.dumps(spec))  # JSON is YAML
     return path
@@ -66,13 +70,16 @@ def test_vitforge_submit_follows_logs_and_succeeds(ray_head) -> None:
     from mlflow import MlflowClient
 
     tmp = ray_head["tmp"]
-    spec = write_spec(tmp, "submitted")
+    spec = write_spec(tmp, "submitted", relative=True)
     r = subprocess.run(
         [sys.executable, "-m", "vitforge.cli", "submit", str(spec), "--address", ray_head["address"]],
-        capture_output=True, text=True, timeout=900, env=ray_head["env"], check=False,
+        capture_output=True, text=True, timeout=900, env=ray_head["env"], cwd=tmp, check=False,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     assert "submitted vitforge-submitted" in r.stdout
+    # Relative paths were made absolute (and said so): the exports and runs are where the user is.
+    assert f"checkpoint.storage_path 'runs' -> {tmp.resolve() / 'runs'}" in r.stdout
+    assert (tmp / "runs" / "submitted" / "exports" / "0-mae" / "model_card.json").is_file()
     assert "stage 0 mae: done" in r.stdout  # the job's own log lines, streamed
     assert "job vitforge-submitted: SUCCEEDED" in r.stdout
     status = subprocess.run(
@@ -101,7 +108,7 @@ def test_ray_job_submit_same_entrypoint(ray_head) -> None:
     (wd / "job.yaml").write_text(spec.read_text())
     r = subprocess.run(
         [str(BIN / "ray"), "job", "submit", "--address", ray_head["address"], "--working-dir", str(wd),
-         "--submission-id", "raw-1", "--", "python", "-m", "vitforge.cli", "train", "job.yaml"],
+         "--submission-id", "raw-1", "--", sys.executable, "-m", "vitforge.cli", "train", "job.yaml"],
         capture_output=True, text=True, timeout=900, env=ray_head["env"], check=False,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
