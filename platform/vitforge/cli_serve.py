@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from vitforge.cli_util import fail
@@ -64,11 +66,20 @@ def serve_up(
     gallery: str = typer.Option(None, help="Gallery (.safetensors) for /v1/search, served by the first model."),
     max_batch_size: int = typer.Option(32),
     address: str = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)."),
+    api_key_file: Path = typer.Option(
+        None,
+        help="File holding the API key clients must send (default: VITFORGE_API_KEY, else no key).",
+        exists=True,
+        dir_okay=False,
+        readable=True,
+    ),
 ) -> None:
-    """Serve exported encoders on a local (or given) Ray cluster until interrupted.
+    """Serve exported encoders on a local (or given) Ray cluster until interrupted (Ctrl-C or SIGTERM).
 
     Example: vitforge serve up encoder=./runs/tiny-mae-ct/exports/2-contrastive_tuning
     """
+    import os
+    import signal
     import time
 
     from ray import serve
@@ -84,14 +95,26 @@ def serve_up(
                       "gallery": gallery if i == 0 else None})  # fmt: skip
     from vitforge.train.run import ensure_ray  # heavy (torch, Ray): only when a command runs
 
+    key = api_key_file.read_text().strip() if api_key_file else os.environ.get("VITFORGE_API_KEY")
+    if api_key_file and not key:
+        raise fail(f"{api_key_file} is empty: put the API key in it")
     ensure_ray(address)
     serve.start(http_options={"host": host, "port": port})
-    serve.run(build_app({"models": specs}), name="vitforge", route_prefix="/", blocking=False)
-    typer.echo(f"serving {', '.join(m['name'] for m in specs)} at http://{host}:{port}  (docs: /docs; Ctrl-C stops)")
+    app = build_app({"models": specs, "gateway_env": {"VITFORGE_API_KEY": key} if key else {}})
+    serve.run(app, name="vitforge", route_prefix="/", blocking=False)
+    auth = "; clients send x-api-key" if key else ""
+    names = ", ".join(m["name"] for m in specs)
+    typer.echo(f"serving {names} at http://{host}:{port}  (docs: /docs{auth}; Ctrl-C stops)")
+
+    def stop(signum, frame) -> None:  # SIGTERM (docker stop, kill): the same clean stop as Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
+        typer.echo("stopping Serve")
         serve.shutdown()
 
 
@@ -137,12 +160,16 @@ def serve_embed(
     try:
         with Client(url, api_key) as client, Progress() as bar:
             task = bar.add_task("embedding", total=None)
-            paths, emb = embed_folder(
+            paths, emb, skipped = embed_folder(
                 client, folder, batch_size, model, lambda d, t: bar.update(task, completed=d, total=t)
             )
     except (ClientError, FileNotFoundError) as e:
         raise fail(str(e)) from None
     except Exception as e:  # connection errors: say where
         raise fail(f"cannot reach {url}: {e}") from None
+    for path, reason in skipped:
+        typer.secho(f"skipped {path}: {reason}", fg=typer.colors.YELLOW, err=True)
+    if not paths:
+        raise fail(f"no image under {folder} could be embedded ({len(skipped)} refused)")
     np.savez(out, paths=np.array(paths), embeddings=emb)
-    typer.echo(f"wrote {out}: {emb.shape[0]} embeddings of {emb.shape[1]} dims")
+    typer.echo(f"wrote {out}: {emb.shape[0]} embeddings of {emb.shape[1]} dims ({len(skipped)} files skipped)")

@@ -4,6 +4,7 @@ import asyncio
 import base64
 import io
 import socket
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -242,6 +243,21 @@ def test_users_images_orientation_mpo_and_wrapped_base64(served) -> None:
     r = post(served, "/v1/embeddings/image", json={"images": [wrapped], "model": "vit"})
     plain = post(served, "/v1/embeddings/image", json={"images": [png_b64(images(1)[0])], "model": "vit"})
     assert r.status_code == 200 and r.json()["embeddings"] == plain.json()["embeddings"]
+
+
+def test_embed_folder_skips_bad_files_and_names_them(served, tmp_path) -> None:
+    from vitforge.serving.client import Client, embed_folder
+
+    imgs = images(3)
+    for i, a in enumerate(imgs):
+        Image.fromarray(a).save(tmp_path / f"{i}.png")
+    (tmp_path / "1b_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with Client(served["url"]) as c:
+        paths, emb, skipped = embed_folder(c, tmp_path, batch_size=8, model="vit")
+    assert [Path(p).name for p in paths] == ["0.png", "1.png", "2.png"] and emb.shape == (3, 32)
+    assert len(skipped) == 1 and skipped[0][0].endswith("1b_broken.png") and "not a readable" in skipped[0][1]
+    model, card = load_encoder(served["vit"])
+    assert np.allclose(emb, encode_images(model, card, np.stack(imgs)).numpy(), atol=1e-5)
 
 
 def test_api_key_enforced(served) -> None:

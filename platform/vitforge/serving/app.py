@@ -326,7 +326,7 @@ def build_app(args: dict[str, Any]):
     args: ``models``: list of ``{name, model_ref, max_batch_size?, batch_wait_timeout_s?,
     gallery?, num_replicas?, autoscaling_config?, num_cpus?, num_gpus?}``; optional
     ``default_model``, ``api_key_env``, ``max_images``, ``max_body_bytes``, ``max_pixels``,
-    ``max_request_pixels``.
+    ``max_request_pixels``, ``gateway_env`` (environment of the ingress: the API key).
     """
     models = args.get("models") or []
     if not models:
@@ -345,7 +345,11 @@ def build_app(args: dict[str, Any]):
         encoders[m["name"]] = Encoder.options(**opts).bind(
             m["model_ref"], m["name"], batch, float(m.get("batch_wait_timeout_s", 0.005)), m.get("gallery")
         )
-    return Gateway.bind(
+    gateway = Gateway
+    if args.get("gateway_env"):  # e.g. the API key of `serve up --api-key-file`, for this app only
+        env = {"env_vars": args["gateway_env"]}
+        gateway = Gateway.options(ray_actor_options={"num_cpus": 0.25, "runtime_env": env})
+    return gateway.bind(
         encoders,
         args.get("default_model"),
         args.get("api_key_env", "VITFORGE_API_KEY"),

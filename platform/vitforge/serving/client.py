@@ -100,14 +100,34 @@ def embed_folder(
     batch_size: int = 32,
     model: str | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[list[str], np.ndarray]:
-    """Embed every image under ``folder`` (recursively), ``batch_size`` per request."""
+) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
+    """Embed every image under ``folder`` (recursively), ``batch_size`` per request.
+
+    A batch the server refuses as bad input (4xx other than 401/404) is retried file by file, so
+    one bad file costs only itself. Returns (embedded paths, (N, D) embeddings, [(path, reason)]
+    for the files refused).
+    """
     paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise FileNotFoundError(f"no .png/.jpg/.jpeg/.webp images under {folder}")
-    chunks = []
+    done, chunks, skipped = [], [], []
     for i in range(0, len(paths), batch_size):
-        chunks.append(client.embed_images(paths[i : i + batch_size], model))
+        batch = paths[i : i + batch_size]
+        try:
+            chunks.append(client.embed_images(batch, model))
+            done += batch
+        except ClientError as e:
+            if e.status in (401, 404) or e.status >= 500:
+                raise
+            for p in batch:
+                try:
+                    chunks.append(client.embed_images([p], model))
+                    done.append(p)
+                except ClientError as one:
+                    if one.status in (401, 404) or one.status >= 500:
+                        raise
+                    skipped.append((str(p), str(one).split("images[0]: ", 1)[-1]))
         if progress:
             progress(min(i + batch_size, len(paths)), len(paths))
-    return [str(p) for p in paths], np.concatenate(chunks)
+    emb = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+    return [str(p) for p in done], emb, skipped
