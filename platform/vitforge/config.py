@@ -277,6 +277,11 @@ class JobSpec(Spec):
             raise ValueError(f"stages: MAE-CT stages run in the order {MAE_CT_ORDER}, got {names}")
         return stages
 
+    def micro_batch(self, stage_index: int, workers: int | None = None) -> int:
+        """Images per worker per forward/backward: global batch / (workers x grad_accum)."""
+        n = max(self.scaling.num_workers if workers is None else workers, 1)
+        return self.stages[stage_index].global_batch_size // (n * self.deepspeed.grad_accum)
+
     @model_validator(mode="after")
     def _feasible(self) -> JobSpec:
         workers = max(self.scaling.num_workers, 1)

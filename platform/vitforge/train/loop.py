@@ -1,7 +1,8 @@
 """The per-worker training loop of one stage. Runs under Ray Train or directly (no Ray needed).
 
-``run_stage(ctx, spec, stage_index)`` is the step loop; ``train_loop_per_worker`` adapts it to
-Ray Train. ``backward()`` and ``step()`` are called here, visibly.
+``run_stage(ctx, spec, stage_index)``: ``setup_stage`` -> ``train_step()`` (forward,
+``backward()``, ``step()``, visibly) -> ``on_step_end()`` (hooks, metrics, reports, checkpoints).
+``train_loop_per_worker`` adapts it to Ray Train.
 """
 
 from __future__ import annotations
@@ -112,8 +113,39 @@ def _fp32_zero0_grad_norm(engine, spec: JobSpec) -> float | None:
     return torch.stack(norms).norm().item() if norms else 0.0
 
 
-def run_stage(ctx: WorkerContext, spec: JobSpec, stage_index: int) -> dict:
-    """Train one stage to its planned number of steps; returns the last metrics."""
+@dataclass
+class StageRun:
+    """One stage on one worker: built by ``setup_stage``, advanced by ``train_step`` and
+    ``on_step_end``. ``step`` counts optimizer steps (micro-batches x grad_accum)."""
+
+    ctx: WorkerContext
+    spec: JobSpec
+    stage_index: int
+    task: torch.nn.Module
+    engine: object  # deepspeed.DeepSpeedEngine
+    device: torch.device
+    lr_meta: list[tuple[str, float]]  # each param group's (fast/slow, layer-decay scale)
+    base_lrs: dict[str, float]
+    steps_per_epoch: int
+    total: int
+    warmup: int
+    step: int = 0
+    resumed_from: int = 0
+    pending: list[dict] = field(default_factory=list)  # metrics logged since the last report
+    metrics: dict = field(default_factory=dict)
+    epoch_loss: torch.Tensor = field(default_factory=lambda: torch.zeros(()))
+    epoch_steps: int = 0
+    window_t: float = field(default_factory=time.perf_counter)
+    window_imgs: int = 0
+
+    @property
+    def stage(self):
+        return self.spec.stages[self.stage_index]
+
+
+def setup_stage(ctx: WorkerContext, spec: JobSpec, stage_index: int) -> StageRun:
+    """Seed, device, the task (initialised from ``ctx.init_from``), the DeepSpeed engine, the
+    plan, and the resumed position when ``ctx.resume_dir`` is set."""
     stage = spec.stages[stage_index]
     t_start = time.perf_counter()
     _seed_everything(spec.seed * 1000 + ctx.rank)
@@ -122,118 +154,137 @@ def run_stage(ctx: WorkerContext, spec: JobSpec, stage_index: int) -> dict:
         torch.cuda.set_device(device)
     task = build_task(spec, stage_index, ctx.init_from)
     base = base_lrs(stage)
-    opt = stage.optimizer
-    groups = task.param_groups(base["fast"], base["slow"], opt.weight_decay)
-    meta = [(g["group"], g["lr_scale"]) for g in groups]
-    workers = max(ctx.world_size, 1)
-    micro = stage.global_batch_size // (workers * spec.deepspeed.grad_accum)
-    engine = eng.init_engine(task.to(device), groups, spec, stage, micro)
-    dtype = eng.compute_dtype(spec)  # images go in at the module's precision (bf16 on GPU nodes)
-
+    groups = task.param_groups(base["fast"], base["slow"], stage.optimizer.weight_decay)
+    engine = eng.init_engine(task.to(device), groups, spec, stage, spec.micro_batch(stage_index, ctx.world_size))
     if ctx.rank == 0:
         ctx.log(f"[{stage.name}] DeepSpeed engine ready in {time.perf_counter() - t_start:.1f}s")
     steps_per_epoch, total = plan(spec, stage_index, ctx.num_train_rows)
-    warmup = round(opt.warmup_epochs * steps_per_epoch)
-    step = 0
+    run = StageRun(
+        ctx, spec, stage_index, task, engine, device, [(g["group"], g["lr_scale"]) for g in groups], base,
+        steps_per_epoch, total, round(stage.optimizer.warmup_epochs * steps_per_epoch),
+    )  # fmt: skip
     if ctx.resume_dir:
         state = eng.load_checkpoint(engine, ctx.resume_dir)
         _restore_rng(ctx.resume_dir, ctx.rank)
-        step = int(state["step"])
-        ctx.log(f"[rank {ctx.rank}] resumed {stage.name} at step {step}/{total} from {ctx.resume_dir}")
+        run.step = run.resumed_from = int(state["step"])
+        ctx.log(f"[rank {ctx.rank}] resumed {stage.name} at step {run.step}/{total} from {ctx.resume_dir}")
+    return run
 
-    resumed_from = step
-    flops_per_img = train_flops_per_image(task)
+
+def train_step(run: StageRun, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, float | None, dict, bool]:
+    """One micro-batch: forward, ``backward()``, ``step()`` (DeepSpeed applies the update at the
+    accumulation boundary). Returns (loss, fp32 ZeRO-0 grad norm, learning rates, boundary)."""
+    engine, spec, ctx = run.engine, run.spec, run.ctx
+    dtype = eng.compute_dtype(spec)  # images go in at the module's precision (bf16 on GPU nodes)
+    batch = {k: v.to(run.device, dtype if v.is_floating_point() else v.dtype, True) for k, v in batch.items()}
+    loss = engine(batch, ctx.rank, ctx.world_size)
+    if not torch.isfinite(loss):
+        raise NonFiniteLoss(
+            f"stage {run.stage.name}: loss is {loss.item()} at step {run.step}"
+            f" (epoch {run.step // run.steps_per_epoch}); stopping, the last good checkpoint is kept"
+        )
+    factor = lr_factor(run.step, run.total, run.warmup, run.stage.optimizer.min_lr_ratio)
+    lrs = apply_lrs(engine.optimizer, run.lr_meta, run.base_lrs, factor)
+    engine.backward(loss)
+    boundary = engine.is_gradient_accumulation_boundary()
+    grad_norm = _fp32_zero0_grad_norm(engine, spec) if boundary else None
+    engine.step()
+    run.window_imgs += batch["image"].shape[0]
+    return loss, grad_norm, lrs, boundary
+
+
+def on_step_end(run: StageRun, loss: torch.Tensor, grad_norm: float | None, lrs: dict) -> None:
+    """After an optimizer step: the task's hook (EMA), then three cadences: metrics every
+    ``log_every_steps`` and at epoch ends (with the evaluation hook), a report to the runner every
+    ``report_every_steps``, a checkpoint every ``checkpoint.every_steps`` (else each epoch)."""
+    spec, ctx = run.spec, run.ctx
+    run.task.after_step()
+    run.step += 1
+    run.epoch_loss += loss.detach().float().cpu()
+    run.epoch_steps += 1
+    last = run.step == run.total
+    checkpoint_now = run.step % (spec.checkpoint.every_steps or run.steps_per_epoch) == 0 or last
+    epoch_end = run.step % run.steps_per_epoch == 0 or last
+    log_now = run.step % spec.tracking.log_every_steps == 0
+    if log_now or checkpoint_now or epoch_end:
+        run.metrics = _step_metrics(run, loss, grad_norm, lrs, epoch_end)
+        ctx.history.append(run.metrics)
+        run.pending.append(run.metrics)
+    # ray.train.report is a barrier with a controller round trip (~0.5 s here): every rank
+    # reports on the same steps, rarely, carrying the metrics logged since the last one.
+    if checkpoint_now or run.step % spec.tracking.report_every_steps == 0:
+        report = {**run.metrics, "history": run.pending}
+        if checkpoint_now:
+            state = {"step": run.step, "epoch": run.step // run.steps_per_epoch, "total_steps": run.total,
+                     "stage": run.stage.name, "position_in_epoch": run.step % run.steps_per_epoch}  # fmt: skip
+            _save(run.engine, ctx, state, report)
+        else:
+            ctx.report(report, None)
+        run.pending = []
+        run.window_t, run.window_imgs = time.perf_counter(), 0  # throughput excludes checkpointing
+    elif log_now:
+        run.window_t, run.window_imgs = time.perf_counter(), 0
+
+
+def _step_metrics(run: StageRun, loss: torch.Tensor, grad_norm: float | None, lrs: dict, epoch_end: bool) -> dict:
+    """Loss averaged over ranks, throughput, MFU, memory; at an epoch end the epoch's mean loss
+    over ranks and the evaluation hook (run by every rank)."""
+    ctx, engine = run.ctx, run.engine
+    loss_avg = loss.detach().float().clone()
+    if ctx.world_size > 1:
+        dist.all_reduce(loss_avg)
+        loss_avg /= ctx.world_size
+    ips = run.window_imgs / (time.perf_counter() - run.window_t)
+    metrics = {
+        "stage": run.stage.name,
+        "step": run.step,
+        "epoch": run.step / run.steps_per_epoch,
+        "loss": loss_avg.item(),
+        "grad_norm": float(grad_norm if grad_norm is not None else engine.get_global_grad_norm() or 0.0),
+        "img_per_s_worker": ips,
+        "img_per_s_total": ips * max(ctx.world_size, 1),
+        "resumed_from": run.resumed_from,
+        **lrs,
+    }
     peak = peak_flops()
-    every = spec.checkpoint.every_steps or steps_per_epoch
-    log_every = spec.tracking.log_every_steps
-    report_every = spec.tracking.report_every_steps
-    pending: list[dict] = []
-    epoch_loss, epoch_steps = torch.zeros(()), 0
-    metrics: dict = {}
-    window_t, window_imgs = time.perf_counter(), 0
-    engine.train()
-    while step < total:
-        epoch = step // steps_per_epoch
-        skip = (step % steps_per_epoch) * spec.deepspeed.grad_accum  # resume mid-epoch at the right place
-        micro_batches = ctx.batches(epoch)
-        for i, batch in enumerate(micro_batches):
+    if peak:
+        metrics["mfu"] = ips * train_flops_per_image(run.task) / peak
+    metrics.update(_system_metrics(run.device))
+    if epoch_end:
+        mean = (run.epoch_loss / max(run.epoch_steps, 1)).to(run.device)
+        if ctx.world_size > 1:
+            dist.all_reduce(mean)
+            mean /= ctx.world_size
+        metrics["epoch_loss"] = mean.item()
+        run.epoch_loss, run.epoch_steps = torch.zeros(()), 0
+        if ctx.eval_fn is not None:
+            metrics.update(ctx.eval_fn(run.task))
+    return metrics
+
+
+def run_stage(ctx: WorkerContext, spec: JobSpec, stage_index: int) -> dict:
+    """Train one stage to its planned number of steps; returns the last metrics."""
+    t_start = time.perf_counter()
+    run = setup_stage(ctx, spec, stage_index)
+    run.engine.train()
+    while run.step < run.total:
+        epoch = run.step // run.steps_per_epoch
+        skip = (run.step % run.steps_per_epoch) * spec.deepspeed.grad_accum  # resume mid-epoch in place
+        for i, batch in enumerate(ctx.batches(epoch)):
             if i < skip:
                 continue
-            if step == 0 and ctx.rank == 0 and i == 0:
-                ctx.log(f"[{stage.name}] first batch after {time.perf_counter() - t_start:.1f}s")
-            batch = {k: v.to(device, dtype if v.is_floating_point() else v.dtype, True) for k, v in batch.items()}
-            loss = engine(batch, ctx.rank, ctx.world_size)
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(
-                    f"stage {stage.name}: loss is {loss.item()} at step {step} (epoch {epoch});"
-                    " stopping, the last good checkpoint is kept"
-                )
-            lrs = apply_lrs(engine.optimizer, meta, base, lr_factor(step, total, warmup, opt.min_lr_ratio))
-            engine.backward(loss)
-            boundary = engine.is_gradient_accumulation_boundary()
-            grad_norm = _fp32_zero0_grad_norm(engine, spec) if boundary else None
-            engine.step()
-            window_imgs += batch["image"].shape[0]
+            if run.step == 0 and ctx.rank == 0 and i == 0:
+                ctx.log(f"[{run.stage.name}] first batch after {time.perf_counter() - t_start:.1f}s")
+            loss, grad_norm, lrs, boundary = train_step(run, batch)
             if not boundary:
                 continue
-            task.after_step()
-            step += 1
-            epoch_loss += loss.detach().float().cpu()
-            epoch_steps += 1
-            last = step == total
-            checkpoint_now = step % every == 0 or last
-            epoch_end = step % steps_per_epoch == 0 or last
-            if step % log_every == 0 or checkpoint_now or epoch_end:
-                loss_avg = loss.detach().float().clone()
-                if ctx.world_size > 1:
-                    dist.all_reduce(loss_avg)
-                    loss_avg /= ctx.world_size
-                ips = window_imgs / (time.perf_counter() - window_t)
-                metrics = {
-                    "stage": stage.name,
-                    "step": step,
-                    "epoch": step / steps_per_epoch,
-                    "loss": loss_avg.item(),
-                    "grad_norm": float(grad_norm if grad_norm is not None else engine.get_global_grad_norm() or 0.0),
-                    "img_per_s_worker": ips,
-                    "img_per_s_total": ips * workers,
-                    "resumed_from": resumed_from,
-                    **lrs,
-                }
-                if peak:
-                    metrics["mfu"] = ips * flops_per_img / peak
-                metrics.update(_system_metrics(device))
-                if epoch_end:  # the epoch's mean loss over ranks, and the evaluation hook (all ranks)
-                    mean = (epoch_loss / max(epoch_steps, 1)).to(device)
-                    if ctx.world_size > 1:
-                        dist.all_reduce(mean)
-                        mean /= ctx.world_size
-                    metrics["epoch_loss"] = mean.item()
-                    epoch_loss, epoch_steps = torch.zeros(()), 0
-                    if ctx.eval_fn is not None:
-                        metrics.update(ctx.eval_fn(task))
-                ctx.history.append(metrics)
-                pending.append(metrics)
-            # ray.train.report is a barrier with a controller round trip (~0.5 s here): every rank
-            # reports on the same steps, rarely, carrying the metrics logged since the last one.
-            if checkpoint_now or step % report_every == 0:
-                report = {**metrics, "history": pending}
-                if checkpoint_now:
-                    state = {"step": step, "epoch": step // steps_per_epoch, "total_steps": total, "stage": stage.name}
-                    state["position_in_epoch"] = step % steps_per_epoch
-                    _save(engine, ctx, state, report)
-                else:
-                    ctx.report(report, None)
-                pending = []
-                window_t, window_imgs = time.perf_counter(), 0  # throughput excludes checkpointing
-            elif step % log_every == 0:
-                window_t, window_imgs = time.perf_counter(), 0
-            if step >= total or step % steps_per_epoch == 0:
+            on_step_end(run, loss, grad_norm, lrs)
+            if run.step >= run.total or run.step % run.steps_per_epoch == 0:
                 break
-    metrics["memory"] = eng.state_bytes(engine)
+    run.metrics["memory"] = eng.state_bytes(run.engine)
     if ctx.probe_out:
-        _write_probe(task, spec, device, ctx)
-    return metrics
+        _write_probe(run.task, spec, run.device, ctx)
+    return run.metrics
 
 
 @torch.no_grad()
@@ -256,9 +307,8 @@ def train_loop_per_worker(config: dict) -> None:
     eng.cpu_accelerator_env()
     spec = JobSpec.model_validate(config["spec"])
     ctx_ray = ray.train.get_context()
-    stage = spec.stages[config["stage_index"]]
     workers = ctx_ray.get_world_size()
-    micro = stage.global_batch_size // (workers * spec.deepspeed.grad_accum)
+    micro = spec.micro_batch(config["stage_index"], workers)
 
     if config.get("local_data") is not None:  # in-process loader (tests, small data)
         ds, maker = config["local_data"]
@@ -317,7 +367,7 @@ def local_context(spec: JobSpec, stage_index: int, report: Callable[[dict, str |
     ds = load_train_data(spec)
     norm = normalization_for(spec, ds)
     maker = make_batch_maker(spec, stage_index, norm)
-    micro = spec.stages[stage_index].global_batch_size // spec.deepspeed.grad_accum
+    micro = spec.micro_batch(stage_index, 1)
     ctx = WorkerContext(
         rank=0,
         world_size=1,

@@ -234,8 +234,7 @@ def run_job(
             if tracker:
                 child = tracker.start_run(f"{i}-{stage.name}", parent, {"vitforge.stage": stage.name})
                 tracker.log_params(child, flatten(stage.model_dump(mode="json")))
-                micro = stage.global_batch_size // (max(spec.scaling.num_workers, 1) * spec.deepspeed.grad_accum)
-                tracker.log_dict(child, deepspeed_config(spec, micro), "deepspeed_config.json")
+                tracker.log_dict(child, deepspeed_config(spec, spec.micro_batch(i)), "deepspeed_config.json")
             t0 = time.perf_counter()
             probe = str(Path(probe_dir) / f"{i}.pt") if probe_dir else None
             history_path = job_dir(spec) / f"history-{i}-{stage.name}.jsonl"
