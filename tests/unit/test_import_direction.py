@@ -82,3 +82,14 @@ def test_no_import_cycle() -> None:
     for mod in sorted(graph):
         if mod not in state and (cycle := visit(mod, [])):
             raise AssertionError("import cycle: " + " -> ".join(cycle[cycle.index(cycle[-1]) :]))
+
+
+def test_train_functions_read_in_one_screen() -> None:
+    """No function in train/ over 60 lines (the driver and the loop read top to bottom)."""
+    long = [
+        f"{path.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for path in (PACKAGE / "train").glob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno + 1 > 60
+    ]
+    assert not long, long

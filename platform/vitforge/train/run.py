@@ -105,7 +105,7 @@ def run_stage_on_ray(
 
     Every report lands in ``<job>/history-<i>-<stage>.jsonl`` and, with ``run_id``, in MLflow.
     """
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from vitforge.data import to_ray
@@ -118,9 +118,8 @@ def run_stage_on_ray(
     use_local = spec.data.loader == "local" if local_data is None else local_data
     history = job_dir(spec) / f"history-{stage_index}-{stage.name}.jsonl"
     history.parent.mkdir(parents=True, exist_ok=True)
-    resources = {"CPU": sc.cpus_per_worker}
-    if sc.use_gpu:
-        resources["GPU"] = sc.gpus_per_worker
+    resources = {"CPU": sc.cpus_per_worker} | ({"GPU": sc.gpus_per_worker} if sc.use_gpu else {})
+    callbacks = [metrics_callback(tracker_config or {}, run_id, str(history)), *(extra_callbacks or [])]
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
@@ -139,19 +138,26 @@ def run_stage_on_ray(
             placement_strategy=sc.placement_strategy,
         ),
         torch_config=TorchConfig(backend="nccl" if sc.use_gpu else "gloo"),
-        run_config=RunConfig(
-            name=stage_run_name(spec, stage_index),
-            storage_path=str(Path(spec.checkpoint.storage_path).expanduser().resolve())
-            if "://" not in spec.checkpoint.storage_path
-            else spec.checkpoint.storage_path,
-            checkpoint_config=CheckpointConfig(num_to_keep=spec.checkpoint.keep),
-            failure_config=FailureConfig(max_failures=spec.checkpoint.max_failures),
-            callbacks=[metrics_callback(tracker_config or {}, run_id, str(history)), *(extra_callbacks or [])],
-            worker_runtime_env={"env_vars": {"DS_ACCELERATOR": "cpu"}} if not sc.use_gpu else None,
-        ),
+        run_config=_run_config(spec, stage_index, callbacks),
         datasets=None if use_local else {"train": to_ray(ds, maker, batch_size=64, num_cpus=0.5)},
     )
     return trainer.fit()
+
+
+def _run_config(spec: JobSpec, stage_index: int, callbacks: list):
+    """The stage's Ray Train run: its name (a re-run resumes it), storage, checkpoints kept,
+    restarts after a worker failure, the metric callbacks, DeepSpeed's CPU accelerator on CPU."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
+
+    storage = spec.checkpoint.storage_path
+    return RunConfig(
+        name=stage_run_name(spec, stage_index),
+        storage_path=storage if "://" in storage else str(Path(storage).expanduser().resolve()),
+        checkpoint_config=CheckpointConfig(num_to_keep=spec.checkpoint.keep),
+        failure_config=FailureConfig(max_failures=spec.checkpoint.max_failures),
+        callbacks=callbacks,
+        worker_runtime_env=None if spec.scaling.use_gpu else {"env_vars": {"DS_ACCELERATOR": "cpu"}},
+    )
 
 
 def export_stage(
@@ -200,93 +206,107 @@ def run_job(
     (``<i>.pt``), to check that its export reproduces it.
     """
 
-    from vitforge.train.engine import deepspeed_config
-
     if fresh:
         resume.remove(earlier_work(spec), log)
     resume.guard(job_dir(spec), spec, has_work=bool(earlier_work(spec)))
-    exported = [(job_dir(spec) / "exports" / f"{i}-{s.name}" / CARD).is_file() for i, s in enumerate(spec.stages)]
-    if all(exported):
+    exports = [job_dir(spec) / "exports" / f"{i}-{s.name}" for i, s in enumerate(spec.stages)]
+    if all((e / CARD).is_file() for e in exports):
         log(f"job {spec.name}: every stage is exported already ({job_dir(spec) / 'exports'}); nothing to do")
-        return [
-            StageResult(s.name, str(job_dir(spec) / "exports" / f"{i}-{s.name}"), 0.0, {}, skipped=True)
-            for i, s in enumerate(spec.stages)
-        ]
+        return [StageResult(s.name, str(e), 0.0, {}, skipped=True) for s, e in zip(spec.stages, exports, strict=True)]
     ds = load_train_data(spec)  # data errors before anything starts
-    normalization = normalization_for(spec, ds)
+    job = _Job(spec, ds, normalization_for(spec, ds), log, probe_dir, show)
     ensure_ray(address)
     if tracker is None and spec.tracking.enabled:
         tracker = Tracker(spec.tracking.tracking_uri, spec.tracking.experiment or spec.name)
-    parent = _start_job_run(tracker, spec) if tracker else None
+    job.tracker, job.parent = tracker, (_start_job_run(tracker, spec) if tracker else None)
     results: list[StageResult] = []
     init_from = spec.init_from
-    child = None
     try:
         for i, stage in enumerate(spec.stages):
-            export = job_dir(spec) / "exports" / f"{i}-{stage.name}"
-            if (export / CARD).is_file():
-                log(f"stage {i} {stage.name}: already exported at {export}, skipping")
-                results.append(StageResult(stage.name, str(export), 0.0, {}, skipped=True))
-                init_from = str(export)
-                continue
-            resume.record(job_dir(spec), spec)
-            log(f"stage {i} {stage.name}: {spec.scaling.num_workers} workers, ZeRO-{spec.deepspeed.zero_stage}")
-            if tracker:
-                child = tracker.start_run(f"{i}-{stage.name}", parent, {"vitforge.stage": stage.name})
-                tracker.log_params(child, flatten(stage.model_dump(mode="json")))
-                tracker.log_dict(child, deepspeed_config(spec, spec.micro_batch(i)), "deepspeed_config.json")
-            t0 = time.perf_counter()
-            probe = str(Path(probe_dir) / f"{i}.pt") if probe_dir else None
-            history_path = job_dir(spec) / f"history-{i}-{stage.name}.jsonl"
-            watcher = _Progress(history_path, f"{i}-{stage.name}", _planned_steps(spec, i, len(ds))) if show else None
-            result = run_stage_on_ray(
-                spec,
-                i,
-                init_from,
-                ds,
-                normalization,
-                probe_out=probe,
-                tracker_config=tracker.config() if tracker else None,
-                run_id=child,
-            )
-            wall = time.perf_counter() - t0
-            if watcher:
-                watcher.stop()
-            if result.error:
-                raise result.error
-            final = {k: v for k, v in result.metrics.items() if k != "history"}
-            with result.checkpoint.as_directory() as d:
-                extra = {"run": stage_run_name(spec, i), "final_metrics": final, "init_from": init_from}
-                if child:
-                    extra["mlflow_run_id"] = child
-                export = export_stage(spec, i, init_from, d, normalization, extra)
-            history = [json.loads(x) for x in history_path.read_text().splitlines()] if history_path.exists() else []
-            log(
-                f"stage {i} {stage.name}: done in {wall:.1f}s,"
-                f" loss {final.get('loss', float('nan')):.4f}, export {export}"
-            )
-            results.append(StageResult(stage.name, str(export), wall, final, history))
-            if tracker:
-                tracker.log_metrics(child, [{"step": final.get("step", 0), "stage_wall_s": wall}])
-                log_figure_rows(tracker, child, history, f"{i}-{stage.name}")
-                tracker.log_artifacts(child, export, "export")
-                if i == len(spec.stages) - 1:
-                    name = spec.tracking.registered_model or spec.name
-                    version = register_encoder(tracker, child, export, name, spec.tracking.alias)
-                    if version:
-                        alias = f" and models:/{name}@{spec.tracking.alias}" if spec.tracking.alias else ""
-                        log(f"registered models:/{name}/{version}{alias}")
-                tracker.end_run(child)
-                child = None
-            init_from = str(export)
+            if (exports[i] / CARD).is_file():
+                log(f"stage {i} {stage.name}: already exported at {exports[i]}, skipping")
+                results.append(StageResult(stage.name, str(exports[i]), 0.0, {}, skipped=True))
+            else:
+                results.append(_train_stage(job, i, init_from))
+            init_from = results[-1].export_dir
+    except BaseException:
+        if tracker:
+            tracker.end_run(job.parent, "FAILED")
+        raise
+    if tracker:
+        tracker.end_run(job.parent)
+    return results
+
+
+@dataclass
+class _Job:
+    """What every stage of a running job shares."""
+
+    spec: JobSpec
+    ds: object  # datasets.Dataset
+    normalization: dict
+    log: Callable[[str], None]
+    probe_dir: str | None
+    show: bool
+    tracker: Tracker | None = None
+    parent: str | None = None
+
+
+def _train_stage(job: _Job, i: int, init_from: str | None) -> StageResult:
+    """One stage: its MLflow child run, the Ray Train run, the export, the logged results."""
+    from vitforge.train.engine import deepspeed_config
+
+    spec, stage, tracker, log = job.spec, job.spec.stages[i], job.tracker, job.log
+    resume.record(job_dir(spec), spec)
+    log(f"stage {i} {stage.name}: {spec.scaling.num_workers} workers, ZeRO-{spec.deepspeed.zero_stage}")
+    child = tracker.start_run(f"{i}-{stage.name}", job.parent, {"vitforge.stage": stage.name}) if tracker else None
+    try:
+        if tracker:
+            tracker.log_params(child, flatten(stage.model_dump(mode="json")))
+            tracker.log_dict(child, deepspeed_config(spec, spec.micro_batch(i)), "deepspeed_config.json")
+        t0 = time.perf_counter()
+        history_path = job_dir(spec) / f"history-{i}-{stage.name}.jsonl"
+        planned = _planned_steps(spec, i, len(job.ds))
+        watcher = _Progress(history_path, f"{i}-{stage.name}", planned) if job.show else None
+        result = run_stage_on_ray(
+            spec, i, init_from, job.ds, job.normalization,
+            probe_out=str(Path(job.probe_dir) / f"{i}.pt") if job.probe_dir else None,
+            tracker_config=tracker.config() if tracker else None, run_id=child,
+        )  # fmt: skip
+        wall = time.perf_counter() - t0
+        if watcher:
+            watcher.stop()
+        if result.error:
+            raise result.error
+        final = {k: v for k, v in result.metrics.items() if k != "history"}
+        with result.checkpoint.as_directory() as d:
+            extra = {"run": stage_run_name(spec, i), "final_metrics": final, "init_from": init_from}
+            extra |= {"mlflow_run_id": child} if child else {}
+            export = export_stage(spec, i, init_from, d, job.normalization, extra)
+        history = [json.loads(x) for x in history_path.read_text().splitlines()] if history_path.exists() else []
+        log(f"stage {i} {stage.name}: done in {wall:.1f}s, loss {final.get('loss', float('nan')):.4f}, export {export}")
+        if tracker:
+            _log_stage(tracker, child, spec, i, export, history, final, wall, log)
     except BaseException:
         if tracker:
             tracker.end_run(child, "FAILED")
-            tracker.end_run(parent, "FAILED")
         raise
-    if tracker:
-        tracker.end_run(parent)
-    return results
+    return StageResult(stage.name, str(export), wall, final, history)
+
+
+def _log_stage(tracker: Tracker, child, spec: JobSpec, i: int, export: Path, history, final, wall, log) -> None:
+    """The stage's MLflow run: wall time, loss plots, the export; the last stage's encoder registered."""
+    stage = spec.stages[i]
+    tracker.log_metrics(child, [{"step": final.get("step", 0), "stage_wall_s": wall}])
+    log_figure_rows(tracker, child, history, f"{i}-{stage.name}")
+    tracker.log_artifacts(child, export, "export")
+    if i == len(spec.stages) - 1:
+        name = spec.tracking.registered_model or spec.name
+        version = register_encoder(tracker, child, export, name, spec.tracking.alias)
+        if version:
+            alias = f" and models:/{name}@{spec.tracking.alias}" if spec.tracking.alias else ""
+            log(f"registered models:/{name}/{version}{alias}")
+    tracker.end_run(child)
 
 
 def _planned_steps(spec: JobSpec, i: int, rows: int) -> int:
