@@ -8,12 +8,30 @@ from vitforge.cli_serve import data_app, serve_app
 from vitforge.cli_util import fail, run_cli, spec_or_exit
 
 # Errors: one line (cli_util.run_cli), the traceback in a file or with --debug.
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # inherited by every subcommand
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        import vitforge
+
+        typer.echo(f"vitforge {vitforge.__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
-def _root() -> None:
-    """Pretrain (MAE-CT, CLOOB), tune, evaluate and serve ViT encoders on Ray."""
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Pretrain (MAE-CT, CLOOB), tune, evaluate and serve ViT encoders on Ray.
+
+    Errors print one line; add --debug anywhere for the traceback.
+    """
 
 
 app.add_typer(data_app, name="data")

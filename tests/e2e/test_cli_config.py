@@ -34,6 +34,9 @@ def test_every_command_has_help_with_example() -> None:
                 ["serve", "gallery"], ["data", "export"], ["jobs", "logs"], ["config", "schema"]):  # fmt: skip
         r = run(*cmd, "--help")
         assert r.returncode == 0 and "Example" in r.stdout, cmd
+    assert run("train", "-h").stdout == run("train", "--help").stdout
+    version = run("--version")
+    assert version.returncode == 0 and version.stdout.startswith("vitforge ")
 
 
 def test_shipped_specs_load_by_name_from_the_package() -> None:
