@@ -127,6 +127,8 @@ class Tracker:
 
         # MLflow's own HTTP client retries for minutes by default; ours retries briefly, then backs off.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        # MLflow draws a "Downloading artifacts" bar per file of a registered model: not for users' logs.
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
         self.uri = resolve_uri(uri)
         if check:

@@ -1,4 +1,4 @@
-"""Ray Data feeds 2 real Ray Train workers: every sample once per epoch, no duplicates."""
+"""Ray Data feeds 2 real Ray Train workers: every sample once per epoch, no duplicates, a new order each epoch."""
 
 import json
 from pathlib import Path
@@ -44,3 +44,6 @@ def test_two_workers_cover_each_epoch_exactly_once(ray_cluster, tmp_path: Path) 
         everything = per_rank[0] + per_rank[1]
         assert len(everything) == len(set(everything)) == len(ds)
         assert set(everything) == set(range(len(ds)))
+    # Shuffled, and afresh each epoch (folders list rows class by class: batches must mix them).
+    orders = [json.loads((tmp_path / f"epoch{e}-rank0.json").read_text()) for e in range(2)]
+    assert orders[0] != sorted(orders[0]) and orders[0] != orders[1]

@@ -114,7 +114,8 @@ def iter_batches(
 
 
 def to_ray(ds: datasets.Dataset, maker: BatchMaker, batch_size: int = 64, num_cpus: float = 1.0):
-    """A Ray Dataset whose map stage decodes and augments: workers read ready tensors.
+    """A Ray Dataset, reshuffled each epoch, whose map stage decodes and augments: workers read
+    ready tensors.
 
     Each Train worker takes its shard with ``ray.train.get_dataset_shard(name)``.
     """
@@ -122,5 +123,9 @@ def to_ray(ds: datasets.Dataset, maker: BatchMaker, batch_size: int = 64, num_cp
 
     # One progress bar per operator per epoch floods a training log; Train reports progress.
     ray.data.DataContext.get_current().enable_progress_bars = False
-    rds = ray.data.from_huggingface(ds)
+    # Shuffled afresh every epoch, before decoding (a row is bytes or a path): image folders list
+    # their rows class by class, and unshuffled batches of one class starve a contrastive loss of
+    # negatives and drag every model through the classes in turn (measured: MAE-CT 0.595 vs
+    # MAE 0.70 k-NN on a class-sorted digit folder; the in-process loader always permuted).
+    rds = ray.data.from_huggingface(ds).random_shuffle()
     return rds.map_batches(maker, batch_size=batch_size, batch_format="numpy", num_cpus=num_cpus)
