@@ -22,8 +22,12 @@ def test_asha_search_writes_table_heatmap_best_spec_and_mlflow(ray_cluster, tmp_
         [f"checkpoint.storage_path={tmp_path}", f"tracking.tracking_uri={uri}", "tune.num_samples=6",
          "stages.0.epochs=4", "tune.max_concurrent_trials=1"],  # sequential: ASHA's decisions are repeatable
     )  # fmt: skip
-    res = run_search(spec)
+    lines: list[str] = []
+    res = run_search(spec, log=lines.append)
     assert len(res.table) == 6
+    # One line per trial as it ends, with the best so far (no per-trial tables or config dumps).
+    trial_lines = [x for x in lines if x.startswith("trial ")]
+    assert len(trial_lines) == 6 and all("best " in x for x in trial_lines), lines
     epochs = [r["epochs"] for r in res.table]
     assert max(epochs) == 4 and min(epochs) < 4, epochs  # ASHA stopped the worst trials early
     for r in res.table:

@@ -223,7 +223,13 @@ def run_search(spec: JobSpec, log=print, fresh: bool = False, address: str | Non
     cpus = spec.scaling.cpus_per_worker if t.mode == "direct" else TRIAL_DRIVER_CPU
     trainable = tune.with_resources(fn, {"cpu": cpus})
     space = {**param_space(t), "_vitforge": meta}
-    run_config = tune.RunConfig(name=name, storage_path=storage, failure_config=tune.FailureConfig(max_failures=0))
+    run_config = tune.RunConfig(
+        name=name,
+        storage_path=storage,
+        failure_config=tune.FailureConfig(max_failures=0),
+        verbose=0,  # no per-trial tables and config dumps: one line per finished trial instead
+        callbacks=[_trial_lines(metric, mode, log)],
+    )
     if tune.Tuner.can_restore(str(out)):
         log(f"resuming search {out}")
         tuner = tune.Tuner.restore(str(out), trainable=trainable, resume_errored=False, restart_errored=False)
@@ -264,6 +270,40 @@ def run_search(spec: JobSpec, log=print, fresh: bool = False, address: str | Non
         tracker.log_metrics(parent, [{"step": 0, "compute_worker_s": compute, "trials": len(table)}])
         tracker.end_run(parent)
     return SearchResult(table, best, best_path, heat, out, compute)
+
+
+def _trial_lines(metric: str, mode: str, log):
+    """A Tune callback: one line per finished, stopped or failed trial, with the best so far."""
+    from ray import tune
+
+    class TrialLines(tune.Callback):
+        def __init__(self) -> None:
+            self.best: tuple[float, str] | None = None
+            self.done = 0
+
+        def _line(self, trial, status: str) -> None:
+            self.done += 1
+            value = (trial.last_result or {}).get(metric)
+            cfg = trial.config or {}
+            pair = f"fast {float(cfg.get('fast_lr', 0)):.2e}" + (
+                f" slow {float(cfg['slow_lr']):.2e}" if "slow_lr" in cfg else f" ratio {float(cfg.get('ratio', 1)):.1f}"
+            )
+            if value is not None and (
+                self.best is None or (value < self.best[0] if mode == "min" else value > self.best[0])
+            ):
+                self.best = (value, trial.trial_id)
+            shown = "" if value is None else f" {metric} {value:.4f}"
+            best = f"; best {self.best[0]:.4f} ({self.best[1]})" if self.best else ""
+            iters = (trial.last_result or {}).get("training_iteration", 0)
+            log(f"trial {trial.trial_id} {status} after {iters} epochs: {pair}{shown}{best} [{self.done} done]")
+
+        def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+            self._line(trial, "finished")
+
+        def on_trial_error(self, iteration, trials, trial, **info) -> None:
+            self._line(trial, "FAILED")
+
+    return TrialLines()
 
 
 def _settle_trial_runs(tracker, parent: str | None, table: list[dict]) -> None:
