@@ -101,15 +101,26 @@ def config_schema() -> None:
 @config_app.command("validate")
 def config_validate(
     spec: str = typer.Argument(..., help="Job spec YAML."),
-    overrides: list[str] = typer.Option(None, "--set", help="Override a field: --set a.b=c"),
+    overrides: list[str] = typer.Option(None, "--set", help="Override a field (repeatable): --set a.b=c"),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Also check the data (one sample decodes), resources, storage and MLflow."
+    ),
 ) -> None:
-    """Validate a spec (with overrides) and print it fully resolved.
+    """Validate a spec (with overrides) and print it fully resolved; --dry-run checks what can be
+    checked before a job starts (exit 2 if any check fails).
 
-    Example: vitforge config validate jobs/mae-ct-vit-b16.yaml --set scaling.num_workers=16
+    Example: vitforge config validate jobs/mae-ct-vit-b16.yaml --set scaling.num_workers=16 --dry-run
     """
     from vitforge.config import dump_spec
 
-    typer.echo(dump_spec(spec_or_exit(spec, overrides)), nl=False)
+    job = spec_or_exit(spec, overrides)
+    typer.echo(dump_spec(job), nl=False)
+    if dry_run:
+        from vitforge.train.preflight import preflight
+
+        typer.echo("---")
+        if not preflight(job, log=typer.echo):
+            raise typer.Exit(2)
 
 
 @app.command("tune")

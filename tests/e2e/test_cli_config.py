@@ -51,3 +51,13 @@ def test_shipped_specs_load_by_name_from_the_package() -> None:
     assert load_spec("quickstart") == default_spec() == load_spec("quickstart.yaml")
     with pytest.raises(SpecError, match=r"shipped specs: .*quickstart"):
         load_spec("no-such-job")
+
+
+def test_dry_run_checks_data_and_resources_before_a_job() -> None:
+    good = run("config", "validate", "tiny-mae-ct", "--dry-run")
+    assert good.returncode == 0 and "✓ data: 1438 examples, 10 classes" in good.stdout, good.stdout[-2000:]
+    bad = run("config", "validate", "tiny-mae-ct", "--dry-run", "--set", "data.source=/no/such",
+              "--set", "scaling.num_workers=64")  # fmt: skip
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "✗ data: data source '/no/such' does not exist" in bad.stdout
+    assert "✗ resources: 64 workers" in bad.stdout
