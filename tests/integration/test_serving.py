@@ -141,6 +141,12 @@ def test_text_zero_shot_search_and_models(served) -> None:
         assert models["cloob"]["kind"] == "image_text" and models["cloob"]["gallery_size"] == 20
         assert c.get("/healthz").json() == {"status": "ok"}
         assert "/v1/search" in c.get("/openapi.json").json()["paths"]
+        # /docs works offline: Swagger UI's script and style come from the package, not a CDN.
+        page = c.get("/docs").text
+        assert "cdn" not in page.lower() and "/docs-assets/swagger-ui-bundle.js" in page
+        js = c.get("/docs-assets/swagger-ui-bundle.js")
+        assert js.status_code == 200 and len(js.content) > 100_000
+        assert c.get("/docs-assets/..%2Fsecret").status_code == 404
 
 
 @pytest.mark.parametrize(

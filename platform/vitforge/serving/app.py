@@ -134,7 +134,35 @@ app = FastAPI(
     title="vitforge embeddings",
     description="Image and text embeddings, zero-shot classification and Hopfield search over trained ViTs.",
     version="1",
+    docs_url=None,  # served below from the package: FastAPI's default loads Swagger UI from a CDN
 )
+DOCS_ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png")
+
+
+@app.get("/docs", include_in_schema=False)
+async def docs(request: Request):
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    root = request.scope.get("root_path", "").rstrip("/")  # a route prefix (serve run ... /embed)
+    return get_swagger_ui_html(
+        openapi_url=f"{root}/openapi.json",
+        title="vitforge embeddings",
+        swagger_js_url=f"{root}/docs-assets/swagger-ui-bundle.js",
+        swagger_css_url=f"{root}/docs-assets/swagger-ui.css",
+        swagger_favicon_url=f"{root}/docs-assets/favicon-32x32.png",
+    )
+
+
+@app.get("/docs-assets/{name}", include_in_schema=False)
+async def docs_asset(name: str):
+    from fastapi.responses import FileResponse
+    from swagger_ui_bundle import swagger_ui_path
+
+    if name not in DOCS_ASSETS:
+        raise BadInput(f"no such asset {name!r}", 404)
+    return FileResponse(f"{swagger_ui_path}/{name}")
+
+
 app.add_middleware(guard.RequestGuard)  # key, content type and size before any body is parsed
 
 

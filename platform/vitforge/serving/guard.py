@@ -77,7 +77,9 @@ class RequestGuard:
         if sum(len(k) + len(v) for k, v in raw) > LIMITS["max_header_bytes"]:
             return 431, f"request headers exceed {LIMITS['max_header_bytes']} bytes"
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw}
-        if not scope["path"].endswith(OPEN_PATHS) and not key_ok(headers, LIMITS["api_key"]):
+        path = scope["path"]
+        is_open = path.endswith(OPEN_PATHS) or "/docs-assets/" in path
+        if not is_open and not key_ok(headers, LIMITS["api_key"]):
             return 401, "missing or wrong API key (header x-api-key, or authorization: Bearer KEY)"
         if scope["method"] not in ("POST", "PUT", "PATCH"):
             return None
