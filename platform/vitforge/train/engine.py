@@ -120,9 +120,13 @@ def consolidated_state_dict(checkpoint_dir: str | Path, zero_stage: int) -> dict
     """
     d = Path(checkpoint_dir)
     if zero_stage >= 1:
+        import contextlib
+        import io
+
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
-        sd = get_fp32_state_dict_from_zero_checkpoint(str(d), tag=CKPT_TAG)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # its prints
+            sd = get_fp32_state_dict_from_zero_checkpoint(str(d), tag=CKPT_TAG)
     else:
         states = torch.load(d / CKPT_TAG / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=False)
         sd = states["module"]

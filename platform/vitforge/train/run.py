@@ -330,6 +330,7 @@ class _Progress:
 
         self.path, self.name, self.total, self._stop = path, name, total, threading.Event()
         self.tty, self.t0, self._last_plain = sys.stdout.isatty(), time.monotonic(), time.monotonic()
+        self._first: tuple[float, int] | None = None
         columns = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}")]
         self.bar = Progress(*columns, TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
         self.task = self.bar.add_task(f"stage {name}", total=total, info="starting workers")
@@ -345,9 +346,12 @@ class _Progress:
         info = f"loss {last.get('loss', float('nan')):.4f}  {last.get('img_per_s_total', 0):.0f} img/s" if last else ""
         self.bar.update(self.task, completed=step, info=info or "starting workers")
         now = time.monotonic()
+        if step and self._first is None:
+            self._first = (now, step)  # the rate counts from the first step seen, not from start-up
         if not self.tty and (force_plain or now - self._last_plain >= self.PLAIN_EVERY_S):
             self._last_plain, elapsed = now, now - self.t0
-            eta = f", eta {elapsed / step * (self.total - step):.0f}s" if step else ""
+            t1, s1 = self._first or (now, step)
+            eta = f", eta {(now - t1) / (step - s1) * (self.total - step):.0f}s" if step > s1 else ""
             print(f"stage {self.name}: step {step}/{self.total} ({100 * step / max(self.total, 1):.0f}%)"
                   f"{', ' + info if info else ''}, {elapsed:.0f}s{eta}", flush=True)  # fmt: skip
 
