@@ -3,7 +3,7 @@ clustering on the held-out split after each stage, beside raw pixels and a rando
 
 The exploratory numbers in the issue-15 closing note come from here, e.g.
 
-    python -m bench.explore.digit_folder /tmp/digit-folder 3
+    python -m bench.explore.digit_folder /tmp/digit-folder 3 centred   # or jittered
     python -m bench.explore.stages jobs/quickstart.yaml data.source=/tmp/digit-folder model.img_size=28
 
 Arguments after the spec are ``--set``-style overrides; ``ONLY=012`` picks stages; ``CACHE=DIR``
