@@ -263,7 +263,8 @@ def test_embed_folder_skips_bad_files_and_names_them(served, tmp_path) -> None:
     assert [Path(p).name for p in paths] == ["0.png", "1.png", "2.png"] and emb.shape == (3, 32)
     assert len(skipped) == 1 and skipped[0][0].endswith("1b_broken.png") and "not a readable" in skipped[0][1]
     model, card = load_encoder(served["vit"])
-    assert np.allclose(emb, encode_images(model, card, np.stack(imgs)).numpy(), atol=1e-5)
+    # The client asks for float16 rows (bandwidth): equal up to float16 rounding.
+    assert np.allclose(emb, encode_images(model, card, np.stack(imgs)).numpy(), atol=2e-3)
 
 
 def test_api_key_enforced(served) -> None:

@@ -98,8 +98,9 @@ def test_stage_fields_belong_to_their_stage_and_defaults_follow_the_recipes() ->
     assert "crop_scale" in err({"stages": [{"name": "mae", "crop_scale": [0.5, 0.2]}]})
 
 
-def test_precision_needs_gpu() -> None:
-    assert "needs scaling.use_gpu=true" in err({}, "deepspeed.precision=bf16")
+def test_fp16_needs_gpu_and_bf16_runs_on_cpu() -> None:
+    assert "'fp16' needs scaling.use_gpu=true" in err({}, "deepspeed.precision=fp16")
+    assert load_spec(data={}, overrides=["deepspeed.precision=bf16"]).deepspeed.precision == "bf16"
 
 
 def test_file_errors(tmp_path: Path) -> None:
