@@ -8,7 +8,7 @@
 2. shapes: CLIP vs CLOOB zero-shot top-1 on held-out images, several seeds, on the shape kind
    (the label) and on the colour named in the caption. Paper's direction: CLOOB > CLIP.
 
-Stages run in-process (``vitforge.train.loop.run_local``: the same loop, engine and data path as
+Stages run in-process (``vitforge.train.runners.run_local``: the same loop, engine and data path as
 on Ray, without the per-stage start-up), then ``vitforge.eval.evaluate``.
 
     python -m bench.reproduce                # the table in bench/README.md (about 30 min here)
@@ -46,8 +46,8 @@ def _spec(name: str, storage: str, stages: list[dict], model: dict, source: str,
 def _train(spec, storage: str) -> list[str]:
     """Every stage of ``spec`` in process; returns the export folders."""
     from vitforge.train.inputs import load_train_data, normalization_for
-    from vitforge.train.loop import run_local
     from vitforge.train.run import export_stage, job_dir
+    from vitforge.train.runners import run_local
 
     norm = normalization_for(spec, load_train_data(spec))
     exports, init = [], spec.init_from

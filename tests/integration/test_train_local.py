@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from vitforge.config import load_spec
-from vitforge.train.loop import NonFiniteLoss, run_local
+from vitforge.train.loop import NonFiniteLoss
+from vitforge.train.runners import run_local
 
 pytestmark = pytest.mark.slow
 

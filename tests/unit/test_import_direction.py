@@ -1,4 +1,4 @@
-"""Imports run one way: models, methods <- data <- inference <- tracking <- eval <- train <-
+"""Imports run one way: models, stage specs, methods <- config, data <- inference <- tracking <- eval <- train <-
 tune/serving <- cli. Function-level imports count too (they hid a loop.py <-> run.py cycle)."""
 
 import ast
@@ -9,8 +9,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "platform" / "vitforge"
 # Top-level part of vitforge -> layer. A module imports its own part or lower layers only.
 LAYERS = {
     "": 0, "models": 0,
-    "config": 1, "methods": 1,
-    "data": 2,
+    "stage_specs": 1, "methods": 1,
+    "config": 2, "data": 2,
     "inference": 3,
     "tracking": 4,
     "eval": 5,

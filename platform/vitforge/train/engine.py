@@ -13,7 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from vitforge.config import AnyStage, JobSpec
+from vitforge.config import JobSpec
+from vitforge.stage_specs import AnyStage
 
 CKPT_TAG = "ckpt"
 

@@ -2,12 +2,11 @@
 
 ``run_stage(ctx, spec, stage_index)``: ``setup_stage`` -> ``train_step()`` (forward,
 ``backward()``, ``step()``, visibly) -> ``on_step_end()`` (hooks, metrics, reports, checkpoints).
-``train_loop_per_worker`` adapts it to Ray Train.
+``train/runners.py`` runs it under Ray Train or in one process.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import random
@@ -22,12 +21,10 @@ import torch
 import torch.distributed as dist
 
 from vitforge.config import JobSpec
-from vitforge.data.pipeline import iter_batches
 from vitforge.inference import embed
 from vitforge.train import engine as eng
 from vitforge.train.export import probe_images
 from vitforge.train.flops import peak_flops, train_flops_per_image
-from vitforge.train.inputs import load_train_data, make_batch_maker, normalization_for
 from vitforge.train.schedule import apply_lrs, base_lrs, lr_factor
 from vitforge.train.tasks import build_task
 
@@ -129,6 +126,8 @@ class StageRun:
     steps_per_epoch: int
     total: int
     warmup: int
+    flops_per_image: float = 0.0  # for MFU, with the device's peak (None off GPU)
+    peak_flops: float | None = None
     step: int = 0
     resumed_from: int = 0
     pending: list[dict] = field(default_factory=list)  # metrics logged since the last report
@@ -162,6 +161,7 @@ def setup_stage(ctx: WorkerContext, spec: JobSpec, stage_index: int) -> StageRun
     run = StageRun(
         ctx, spec, stage_index, task, engine, device, [(g["group"], g["lr_scale"]) for g in groups], base,
         steps_per_epoch, total, round(stage.optimizer.warmup_epochs * steps_per_epoch),
+        train_flops_per_image(task), peak_flops(),
     )  # fmt: skip
     if ctx.resume_dir:
         state = eng.load_checkpoint(engine, ctx.resume_dir)
@@ -246,9 +246,8 @@ def _step_metrics(run: StageRun, loss: torch.Tensor, grad_norm: float | None, lr
         "resumed_from": run.resumed_from,
         **lrs,
     }
-    peak = peak_flops()
-    if peak:
-        metrics["mfu"] = ips * train_flops_per_image(run.task) / peak
+    if run.peak_flops:
+        metrics["mfu"] = ips * run.flops_per_image / run.peak_flops
     metrics.update(_system_metrics(run.device))
     if epoch_end:
         mean = (run.epoch_loss / max(run.epoch_steps, 1)).to(run.device)
@@ -298,114 +297,3 @@ def _write_probe(task, spec: JobSpec, device: torch.device, ctx: WorkerContext) 
     if ctx.rank == 0:
         torch.save(emb.float().cpu(), ctx.probe_out)
     task.train()
-
-
-def train_loop_per_worker(config: dict) -> None:
-    """Ray Train entry: ``config`` holds the job spec (as a dict), stage index and data facts."""
-    import ray.train
-
-    eng.cpu_accelerator_env()
-    spec = JobSpec.model_validate(config["spec"])
-    ctx_ray = ray.train.get_context()
-    workers = ctx_ray.get_world_size()
-    micro = spec.micro_batch(config["stage_index"], workers)
-
-    if config.get("local_data") is not None:  # in-process loader (tests, small data)
-        ds, maker = config["local_data"]
-
-        def batches(epoch: int):
-            return iter_batches(
-                ds, maker, micro, epoch, drop_last=True, rank=ctx_ray.get_world_rank(), world_size=workers
-            )
-    else:
-        shard = ray.train.get_dataset_shard("train")
-
-        def batches(epoch: int):
-            return shard.iter_torch_batches(batch_size=micro, drop_last=True)
-
-    def report(metrics: dict, directory: str | None) -> None:
-        ckpt = ray.train.Checkpoint.from_directory(directory) if directory else None
-        ray.train.report(metrics, checkpoint=ckpt)
-
-    resume = ray.train.get_checkpoint()
-    with resume.as_directory() if resume else contextlib.nullcontext() as resume_dir:
-        ctx = WorkerContext(
-            rank=ctx_ray.get_world_rank(),
-            world_size=workers,
-            local_rank=ctx_ray.get_local_rank(),
-            batches=batches,
-            report=report,
-            resume_dir=resume_dir,
-            init_from=config.get("init_from"),
-            num_train_rows=config["num_train_rows"],
-            probe_out=config.get("probe_out"),
-        )
-        metrics = run_stage(ctx, spec, config["stage_index"])
-    if config.get("memory_report"):
-        Path(config["memory_report"]).mkdir(parents=True, exist_ok=True)
-        out = Path(config["memory_report"]) / f"rank{ctx.rank}.json"
-        out.write_text(json.dumps(metrics.get("memory", {})))
-
-
-def init_single_process(use_gpu: bool) -> None:
-    """A one-rank process group (gloo, or NCCL on GPU) for running the loop without Ray."""
-    import os
-
-    if dist.is_initialized():
-        return
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", str(_free_port()))
-    os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1")
-    dist.init_process_group("nccl" if use_gpu else "gloo", rank=0, world_size=1)
-
-
-def local_context(spec: JobSpec, stage_index: int, report: Callable[[dict, str | None], None], **kw):
-    """A one-worker ``WorkerContext`` over the in-process loader; returns it and the normalization."""
-
-    eng.cpu_accelerator_env()
-    init_single_process(spec.scaling.use_gpu)
-    ds = load_train_data(spec)
-    norm = normalization_for(spec, ds)
-    maker = make_batch_maker(spec, stage_index, norm)
-    micro = spec.micro_batch(stage_index, 1)
-    ctx = WorkerContext(
-        rank=0,
-        world_size=1,
-        local_rank=0,
-        batches=lambda epoch: iter_batches(ds, maker, micro, epoch, drop_last=True),
-        report=report,
-        num_train_rows=len(ds),
-        **kw,
-    )
-    return ctx, norm
-
-
-def run_local(
-    spec: JobSpec,
-    stage_index: int,
-    checkpoint_root: str,
-    init_from: str | None = None,
-    resume_dir: str | None = None,
-    probe_out: str | None = None,
-) -> WorkerContext:
-    """Run a stage in this process without Ray (one rank): GPU checks, benchmarks, tests.
-
-    Checkpoints go to ``checkpoint_root/step-N``. Returns the context with the metric history.
-    """
-    import shutil
-
-    def report(metrics: dict, directory: str | None) -> None:
-        if directory:
-            shutil.copytree(directory, Path(checkpoint_root) / f"step-{metrics['step']}", dirs_exist_ok=True)
-
-    ctx, _ = local_context(spec, stage_index, report, resume_dir=resume_dir, init_from=init_from, probe_out=probe_out)
-    run_stage(ctx, spec, stage_index)
-    return ctx
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -110,7 +110,7 @@ def run_stage_on_ray(
 
     from vitforge.data import to_ray
     from vitforge.tracking import metrics_callback
-    from vitforge.train.loop import train_loop_per_worker
+    from vitforge.train.runners import train_loop_per_worker
 
     stage = spec.stages[stage_index]
     sc = spec.scaling

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from vitforge.config import AnyStage
+from vitforge.stage_specs import AnyStage
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float = 0.0) -> float:

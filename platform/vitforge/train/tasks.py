@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import vitforge.models as m
-from vitforge.config import AnyStage, ContrastiveTuningStage, JobSpec, MAEStage
+from vitforge.config import JobSpec
 from vitforge.inference import build_encoder, build_image_text, load_part, read_card
 from vitforge.methods import (
     cloob_param_groups,
@@ -23,6 +23,7 @@ from vitforge.methods import (
 from vitforge.methods.cloob import clip_loss, cloob_loss
 from vitforge.methods.mae import mae_loss
 from vitforge.methods.nnclr import symmetric_nnclr_loss
+from vitforge.stage_specs import AnyStage, ContrastiveTuningStage, MAEStage
 
 
 class Task(Protocol):

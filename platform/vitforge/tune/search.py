@@ -87,7 +87,8 @@ def direct_trial(config: dict[str, Any]) -> None:
     import ray.tune
 
     from vitforge.eval.hook import knn_hook
-    from vitforge.train.loop import local_context, run_stage
+    from vitforge.train.loop import run_stage
+    from vitforge.train.runners import local_context
 
     meta = config.pop("_vitforge")
     spec = trial_spec(JobSpec.model_validate(meta["spec"]), config)
