@@ -97,6 +97,11 @@ def main(argv: list[str]) -> None:
             os.makedirs(cache, exist_ok=True)
             torch.save((enc_state, head_state), f"{cache}/{i}.pt")
         evaluate(enc.eval(), f"after {i}-{stage.name} ({time.time() - t0:.0f}s)")
+        if "model" in task.exports() and spec.data.source == "shapes":
+            from vitforge.eval.zeroshot import shapes_scores
+
+            zcard = {**card, "tokenizer": {"context_length": spec.model.context_length}}
+            print(f"ZEROSHOT after {i}-{stage.name}: {shapes_scores(task.exports()['model'].eval(), zcard, test)}")
 
 
 if __name__ == "__main__":

@@ -42,18 +42,32 @@ def shapes_zero_shot(export: str, builtin_options: dict) -> dict[str, float]:
     """Zero-shot top-1 on the built-in ``shapes`` test split, on the shape kind (the label) and on
     the colour named in each caption (8 classes each: chance 0.125)."""
     from vitforge.data import load_source
-    from vitforge.data.builtin import COLOURS, SHAPES
-    from vitforge.eval.features import extract_features
     from vitforge.inference import load_encoder
 
     model, card = load_encoder(export)
-    test = load_source("shapes", "test", builtin_options=builtin_options)
+    return shapes_scores(model, card, load_source("shapes", "test", builtin_options=builtin_options))
+
+
+# Prompts in the captions' own words ("a small red star at the top on a striped background"), as
+# CLIP writes templates per data set; every size (and colour, for the shape) is averaged over.
+SHAPE_TEMPLATES = tuple(
+    f"a {s} {c} {{}}"
+    for s in ("small", "large")
+    for c in ("red", "green", "blue", "yellow", "purple", "orange", "white", "black")
+)
+COLOUR_TEMPLATES = ("a small {}", "a large {}")
+
+
+def shapes_scores(model: ImageTextModel, card: dict, test: list[dict]) -> dict[str, float]:
+    """Shape and colour zero-shot top-1 of ``model`` on ``shapes`` records (see ``shapes_zero_shot``)."""
+    from vitforge.data.builtin import COLOURS, SHAPES
+    from vitforge.eval.features import extract_features
+
     x, y = extract_features(model, card, test)
     tok = ByteTokenizer(card["tokenizer"]["context_length"])
     colours = list(COLOURS)
     y_col = torch.tensor([next(i for i, c in enumerate(colours) if f" {c} " in r["caption"]) for r in test])
-    col_templates = ("a {} shape", "a small {} shape", "a large {} shape")
     return {
-        "shape_top1": zero_shot(x, y, class_embeddings(model, tok, SHAPES))["top1"],
-        "colour_top1": zero_shot(x, y_col, class_embeddings(model, tok, colours, templates=col_templates))["top1"],
+        "shape_top1": zero_shot(x, y, class_embeddings(model, tok, SHAPES, SHAPE_TEMPLATES))["top1"],
+        "colour_top1": zero_shot(x, y_col, class_embeddings(model, tok, colours, COLOUR_TEMPLATES))["top1"],
     }
