@@ -104,6 +104,8 @@ def hf_config(enc: m.ViT, spec: ModelSpec, card: dict[str, Any], export_dir: str
             "export": str(Path(export_dir).resolve()),
             "stage": card.get("stage"),
             "kind": card.get("kind"),
+            # A CLOOB/CLIP export's encoder is its image tower: features before the projection.
+            "part": "encoder" if card.get("kind") != "image_text" else "encoder (image tower, without the projection)",
         },
     }
 
