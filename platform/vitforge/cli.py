@@ -266,22 +266,71 @@ def eval_cmd(
 
 @app.command("export")
 def export_cmd(
-    spec: str = typer.Argument(..., help="The job spec the checkpoint was trained with."),
-    checkpoint: str = typer.Argument(..., help="A Ray Train checkpoint folder of one stage."),
-    stage: int = typer.Option(0, help="Index of the stage in the spec."),
-    init_from: str = typer.Option(None, help="The export the stage started from (shapes only)."),
+    source: str = typer.Argument(..., help="--format hf: an export folder; else the job spec of the checkpoint."),
+    target: str = typer.Argument(..., help="--format hf: the folder to write; else a stage's Ray Train checkpoint."),
+    fmt: str = typer.Option("vitforge", "--format", help="vitforge: a checkpoint -> an export; hf: an export -> HF."),
+    stage: int = typer.Option(0, help="Index of the stage in the spec (--format vitforge)."),
+    init_from: str = typer.Option(None, help="The export the stage started from (shapes only; --format vitforge)."),
 ) -> None:
-    """Consolidate a stage checkpoint (any ZeRO stage) into an export: safetensors + model card.
+    """Write an export: a stage checkpoint (any ZeRO stage) consolidated into safetensors + model card,
+    or (--format hf) an export's encoder as a Hugging Face folder that transformers.AutoModel loads.
+
+    The HF folder is a ViTMAEModel with mask_ratio 0.0; pool its last_hidden_state as
+    config.vitforge["pool"] says (cls: [:, 0]; mean_patch: [:, 1:].mean(1)).
 
     Example: vitforge export jobs/tiny-mae-ct.yaml runs/tiny-mae-ct-0-mae/checkpoint_... --stage 0
+    Example: vitforge export runs/quickstart/exports/2-contrastive_tuning ./quickstart-hf --format hf
     """
+    if fmt == "hf":
+        from vitforge.hub import export_hf
+
+        if stage or init_from:
+            raise fail("--stage and --init-from belong to --format vitforge (a stage checkpoint)")
+        try:
+            out = export_hf(source, target)
+        except (FileNotFoundError, ValueError) as e:
+            raise fail(str(e)) from None
+        typer.echo(f"wrote {out} (transformers.AutoModel.from_pretrained({str(out)!r}))")
+        return
+    if fmt != "vitforge":
+        raise fail(f"--format {fmt!r}; allowed: vitforge, hf")
     from vitforge.train.inputs import load_train_data, normalization_for
     from vitforge.train.run import export_stage
 
-    job = spec_or_exit(spec, None)
+    job = spec_or_exit(source, None)
     norm = normalization_for(job, load_train_data(job))
-    out = export_stage(job, stage, init_from, checkpoint, norm, {"from_checkpoint": checkpoint})
+    out = export_stage(job, stage, init_from, target, norm, {"from_checkpoint": target})
     typer.echo(f"wrote {out}")
+
+
+@app.command("import")
+def import_cmd(
+    source: str = typer.Argument(..., help="An official MAE .pth, a HF ViTMAE/ViT folder or an ml-jku/MAE-CT .th."),
+    out: str = typer.Argument(..., help="The export folder to write (what init_from, eval and serve take)."),
+    img_size: int = typer.Option(None, "--img-size", help="Another resolution than the checkpoint's."),
+    interpolate_pos: bool = typer.Option(
+        False, "--interpolate-pos", help="Interpolate the positions to --img-size (else another size is refused)."
+    ),
+    pool: str = typer.Option(None, help="cls or mean_patch (default: the MAE-CT recipe's for the size)."),
+    encoder_only: bool = typer.Option(False, "--encoder-only", help="Leave out the MAE decoder."),
+) -> None:
+    """Convert a public checkpoint into a vitforge export (encoder.safetensors [+ mae.safetensors]
+    + model card), which every stage (init_from), vitforge eval and Serve accept as a stage export.
+
+    Size, patch and image size come from the checkpoint; its positions must be MAE's fixed sin-cos
+    table. Nothing is loaded partially: a missing, unexpected or misshapen tensor stops the import.
+
+    Example: vitforge import mae_pretrain_vit_base.pth ./mae-b16 && vitforge train jobs/mae-ct-vit-b16-from-mae.yaml
+    """
+    from vitforge.hub import CheckpointError, import_checkpoint
+
+    if pool not in (None, "cls", "mean_patch"):
+        raise fail(f"--pool {pool!r}; allowed: cls, mean_patch")
+    try:
+        path = import_checkpoint(source, out, img_size, interpolate_pos, pool, encoder_only, log=typer.echo)
+    except CheckpointError as e:
+        raise fail(str(e)) from None
+    typer.echo(f"wrote {path}")
 
 
 @app.command()

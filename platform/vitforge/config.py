@@ -33,6 +33,9 @@ class ModelSpec(Spec):
     # Sin-cos position channels: "xy" column first (MAE's order, official weights); "yx" row first
     # (exports made before cards recorded it load as "yx").
     pos_embed_order: Literal["xy", "yx"] = "xy"
+    # None: positions for this image size's grid. N: the N x N grid the weights were trained on
+    # (`vitforge import --img-size ... --interpolate-pos`): positions interpolated from it.
+    pos_embed_grid: int | None = Field(None, gt=0)
     # Image-text models (CLOOB / CLIP).
     text_size: SizeName | None = None
     embed_dim: int = Field(64, gt=0)

@@ -28,6 +28,7 @@ def build_encoder(spec: ModelSpec) -> m.ViT:
         in_chans=spec.in_chans,
         grad_checkpointing=spec.grad_checkpointing,
         pos_order=spec.pos_embed_order,
+        pos_grid=spec.pos_embed_grid,
     )
 
 

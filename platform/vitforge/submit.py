@@ -63,7 +63,7 @@ ENTRYPOINT = (
 def cluster_paths(spec: JobSpec) -> tuple[JobSpec, list[str]]:
     """The spec with relative local paths made absolute, and a note for each.
 
-    A relative ``checkpoint.storage_path`` or SQLite/file MLflow store would resolve inside Ray's
+    A relative ``checkpoint.storage_path``, ``init_from`` or SQLite/file MLflow store would resolve inside Ray's
     temporary copy of the working directory on the head, where nobody finds the exports or runs.
     Absolute paths on this machine are right for a head on this machine or on a shared file
     system; for other clusters use URIs (s3://, an MLflow server).
@@ -76,6 +76,10 @@ def cluster_paths(spec: JobSpec) -> tuple[JobSpec, list[str]]:
     if "://" not in storage and not Path(storage).expanduser().is_absolute():
         spec.checkpoint.storage_path = str(Path(storage).expanduser().resolve())
         notes.append(f"checkpoint.storage_path {storage!r} -> {spec.checkpoint.storage_path}")
+    start = spec.init_from  # an imported or earlier export, read by the job on the cluster
+    if start and "://" not in start and not Path(start).expanduser().is_absolute():
+        spec.init_from = str(Path(start).expanduser().resolve())
+        notes.append(f"init_from {start!r} -> {spec.init_from}")
     if spec.tracking.enabled:
         uri = resolve_uri(spec.tracking.tracking_uri)  # the default store: absolute, in this folder
         path = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else uri if "://" not in uri else None

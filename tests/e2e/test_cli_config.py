@@ -30,8 +30,9 @@ def test_validate_resolves_overrides_and_names_bad_fields() -> None:
 
 
 def test_every_command_has_help_with_example() -> None:
-    for cmd in (["train"], ["submit"], ["quickstart"], ["eval"], ["export"], ["serve", "up"], ["serve", "embed"],
-                ["serve", "gallery"], ["data", "export"], ["jobs", "logs"], ["config", "schema"]):  # fmt: skip
+    for cmd in (["train"], ["submit"], ["quickstart"], ["eval"], ["export"], ["import"], ["serve", "up"],
+                ["serve", "embed"], ["serve", "gallery"], ["data", "export"], ["jobs", "logs"],
+                ["config", "schema"]):  # fmt: skip
         r = run(*cmd, "--help")
         assert r.returncode == 0 and "Example" in r.stdout, cmd
     assert run("train", "-h").stdout == run("train", "--help").stdout

@@ -50,3 +50,10 @@ def test_guard_refuses_unrecorded_earlier_work(tmp_path: Path) -> None:
     (tmp_path / "job").mkdir()
     with pytest.raises(SpecChanged, match="no record of its spec"):
         guard(tmp_path / "job", spec(), has_work=True)
+
+
+def test_a_field_added_since_the_record_at_its_null_default_is_no_change() -> None:
+    old = fingerprint(spec())
+    del old["model"]["pos_embed_grid"]  # a record written before the field existed
+    assert spec_diff(old, fingerprint(spec())) == []
+    assert spec_diff(old, fingerprint(spec("model.pos_embed_grid=2"))) == ['model.pos_embed_grid: "<absent>" -> 2']

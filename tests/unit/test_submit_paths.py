@@ -15,6 +15,9 @@ def test_relative_paths_become_absolute_with_a_note(tmp_path: Path, monkeypatch:
     assert spec.checkpoint.storage_path == str(tmp_path.resolve() / "runs")
     assert spec.tracking.tracking_uri == f"sqlite:///{tmp_path.resolve() / 'mlruns.db'}"  # the default store
     assert len(notes) == 2 and "'./runs' ->" in notes[0]
+    start, notes = cluster_paths(load_spec("mae-ct-vit-b16-from-mae", ["tracking.enabled=false"]))
+    assert start.init_from == str(tmp_path.resolve() / "mae-b16")
+    assert notes == [f"init_from './mae-b16' -> {start.init_from}"]
     rel, _ = cluster_paths(load_spec("tiny-mae-ct", ["tracking.tracking_uri=sqlite:///sub/m.db"]))
     assert rel.tracking.tracking_uri == f"sqlite:///{tmp_path.resolve() / 'sub' / 'm.db'}"
 

@@ -98,6 +98,22 @@ def test_sincos_positions_follow_mae() -> None:
     assert torch.equal(legacy, torch.cat([pe[:, 8:], pe[:, :8]], dim=1))
 
 
+def test_positions_interpolated_from_a_trained_grid() -> None:
+    """Weights trained on 14x14 used at 28x28: sin-cos at the coordinates bicubic resizing samples.
+    It agrees with resizing the table (F.interpolate) away from the border, where bicubic clamps."""
+    d, g, n = 768, 14, 28
+    table = sincos_pos_embed_2d(d, g, g)
+    assert torch.equal(sincos_pos_embed_2d(d, g, g, "xy", (g, g)), table)  # the trained grid: unchanged
+    ours = sincos_pos_embed_2d(d, n, n, "xy", (g, g)).reshape(n, n, d)
+    resized = torch.nn.functional.interpolate(
+        table.reshape(1, g, g, d).permute(0, 3, 1, 2), size=(n, n), mode="bicubic", align_corners=False
+    ).permute(0, 2, 3, 1)[0]  # (n, n, d)
+    inner = (ours - resized)[2:-2, 2:-2].abs()
+    assert inner.max() < 0.05 and (ours - resized).abs().mean() < 0.01
+    enc = m.vit_test_patch4(img_size=32, pos_grid=4)  # a 16px checkpoint used at 32px
+    assert enc.pos_grid == (4, 4) and torch.equal(enc.pos_embed[0], sincos_pos_embed_2d(32, 8, 8, "xy", (4, 4)))
+
+
 def test_grad_checkpointing_matches() -> None:
     torch.manual_seed(0)
     a = m.vit_test_patch4(img_size=16)

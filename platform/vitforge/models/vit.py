@@ -44,23 +44,27 @@ SIZES: dict[str, ViTSize] = {
 POS_ORDERS = ("xy", "yx")
 
 
-def sincos_pos_embed_2d(dim: int, grid_h: int, grid_w: int, order: str = "xy") -> torch.Tensor:
+def sincos_pos_embed_2d(
+    dim: int, grid_h: int, grid_w: int, order: str = "xy", trained_grid: tuple[int, int] | None = None
+) -> torch.Tensor:
     """Fixed 2-D sin-cos position embedding, (grid_h * grid_w, dim), rows in row-major patch order.
 
     Half the channels encode one coordinate, half the other. ``"xy"``: the column first, as MAE's
     ``util/pos_embed.py`` (``np.meshgrid(grid_w, grid_h)`` puts w in ``grid[0]``), so official
     weights see the positions they were trained with; ``"yx"``: the row first (vitforge's exports
     before model cards recorded the order).
+
+    ``trained_grid`` (rows, columns): the grid the weights were trained on, when it is not this one.
+    The positions are then the trained table interpolated to this grid: sin-cos evaluated at the
+    coordinates that bicubic resizing of the table samples (``F.interpolate``,
+    ``align_corners=False``), exact where a resized table only approximates.
     """
     if dim % 4:
         raise ValueError(f"embedding dim {dim} must be divisible by 4 for 2-D sin-cos positions")
     if order not in POS_ORDERS:
         raise ValueError(f"position order {order!r}; allowed: {', '.join(POS_ORDERS)}")
-    ys, xs = torch.meshgrid(
-        torch.arange(grid_h, dtype=torch.float64),
-        torch.arange(grid_w, dtype=torch.float64),
-        indexing="ij",
-    )
+    th, tw = trained_grid or (grid_h, grid_w)
+    ys, xs = torch.meshgrid(_coords(grid_h, th), _coords(grid_w, tw), indexing="ij")
     omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4))  # (dim/4,)
 
     def embed_1d(pos: torch.Tensor) -> torch.Tensor:
@@ -69,6 +73,12 @@ def sincos_pos_embed_2d(dim: int, grid_h: int, grid_w: int, order: str = "xy") -
 
     first, second = (xs, ys) if order == "xy" else (ys, xs)
     return torch.cat([embed_1d(first), embed_1d(second)], dim=1).float()  # (N, dim)
+
+
+def _coords(n: int, trained: int) -> torch.Tensor:
+    """(n,) positions of n cells on a trained axis of ``trained`` cells, cell centres aligned."""
+    i = torch.arange(n, dtype=torch.float64)
+    return i if n == trained else (i + 0.5) * (trained / n) - 0.5
 
 
 class Attention(nn.Module):
@@ -147,6 +157,7 @@ class ViT(nn.Module):
         class_token: bool = True,
         grad_checkpointing: bool = False,
         pos_order: str = "xy",
+        pos_grid: int | tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         h, w = (img_size, img_size) if isinstance(img_size, int) else img_size
@@ -158,11 +169,14 @@ class ViT(nn.Module):
         self.grid = (h // patch_size, w // patch_size)
         self.num_patches = self.grid[0] * self.grid[1]
         self.grad_checkpointing, self.pos_order = grad_checkpointing, pos_order
+        # The grid the positions were trained on (weights imported at another resolution), else ours.
+        self.pos_grid = (pos_grid, pos_grid) if isinstance(pos_grid, int) else (pos_grid or self.grid)
         # A strided conv is the patchify + linear projection in one op.
         self.patch_embed = nn.Conv2d(in_chans, dim, kernel_size=patch_size, stride=patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if class_token else None
         # Fixed, so a buffer: not trained, recomputed from the size, not stored in exports.
-        self.register_buffer("pos_embed", sincos_pos_embed_2d(dim, *self.grid, pos_order)[None], persistent=False)
+        pos = sincos_pos_embed_2d(dim, *self.grid, pos_order, self.pos_grid)[None]  # (1, N, D)
+        self.register_buffer("pos_embed", pos, persistent=False)
         self.blocks = nn.ModuleList([Block(dim, heads, mlp_ratio) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         init_weights(self)

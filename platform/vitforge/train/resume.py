@@ -33,6 +33,8 @@ def spec_diff(old: Any, new: Any, path: str = "") -> list[str]:
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
         for k in sorted(old.keys() | new.keys(), key=str):
+            if k not in old and new[k] is None:
+                continue  # a field added since the record was written, left at its "off" default
             out += spec_diff(old.get(k, "<absent>"), new.get(k, "<absent>"), f"{path}.{k}" if path else str(k))
         return out
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):

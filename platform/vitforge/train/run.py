@@ -213,14 +213,14 @@ def run_job(
     if all((e / CARD).is_file() for e in exports):
         log(f"job {spec.name}: every stage is exported already ({job_dir(spec) / 'exports'}); nothing to do")
         return [StageResult(s.name, str(e), 0.0, {}, skipped=True) for s, e in zip(spec.stages, exports, strict=True)]
-    ds = load_train_data(spec)  # data errors before anything starts
+    init_from = _checked_init_from(spec)  # a wrong or missing export before anything starts
+    ds = load_train_data(spec)  # data errors too
     job = _Job(spec, ds, normalization_for(spec, ds), log, probe_dir, show)
     ensure_ray(address)
     if tracker is None and spec.tracking.enabled:
         tracker = Tracker(spec.tracking.tracking_uri, spec.tracking.experiment or spec.name)
     job.tracker, job.parent = tracker, (_start_job_run(tracker, spec) if tracker else None)
     results: list[StageResult] = []
-    init_from = spec.init_from
     try:
         for i, stage in enumerate(spec.stages):
             if (exports[i] / CARD).is_file():
@@ -236,6 +236,17 @@ def run_job(
     if tracker:
         tracker.end_run(job.parent)
     return results
+
+
+def _checked_init_from(spec: JobSpec) -> str | None:
+    """The job's starting export as an absolute path (workers may run elsewhere), checked to fit."""
+    if not spec.init_from:
+        return None
+    from vitforge.train.tasks import check_init_from
+
+    path = str(Path(spec.init_from).expanduser().resolve())
+    check_init_from(spec, path)
+    return path
 
 
 @dataclass

@@ -160,7 +160,7 @@ def build_task(spec: JobSpec, stage_index: int, init_from: str | None) -> Task:
     """The stage's module, initialised from the previous stage's export when ``init_from`` is set."""
     stage = spec.stages[stage_index]
     if init_from:
-        _check_positions(spec, init_from)
+        check_init_from(spec, init_from)
     if stage.name in ("cloob", "clip"):
         model = build_image_text(spec.model)
         if init_from:
@@ -178,14 +178,29 @@ def build_task(spec: JobSpec, stage_index: int, init_from: str | None) -> Task:
     return task
 
 
-def _check_positions(spec: JobSpec, init_from: str) -> None:
-    """Weights trained with one position order must not silently run with the other."""
-    trained = read_card(init_from)["model"].get("pos_embed_order", "yx")  # absent: an older export
+# What an export's weights fix: a job that builds anything else cannot start from them.
+_GEOMETRY = ("size", "patch_size", "img_size", "in_chans", "pos_embed_grid")
+
+
+def check_init_from(spec: JobSpec, init_from: str) -> None:
+    """The export's encoder must be the one the job builds: size, patch, image size, positions.
+
+    Weights trained with one position order (or on another grid) must not silently run with other
+    positions; a size mismatch is named here rather than as a state-dict error inside a worker.
+    """
+    model = read_card(init_from)["model"]
+    trained = model.get("pos_embed_order", "yx")  # absent: an older export
     if trained != spec.model.pos_embed_order:
         raise ValueError(
             f"{init_from} was trained with position order {trained!r}, the job builds"
             f" {spec.model.pos_embed_order!r}: set model.pos_embed_order={trained} to start from it"
         )
+    wrong = [k for k in _GEOMETRY if model.get(k) != getattr(spec.model, k)]
+    if wrong:
+        has = ", ".join(f"{k}={model.get(k)}" for k in wrong)
+        builds = ", ".join(f"{k}={getattr(spec.model, k)}" for k in wrong)
+        fix = " ".join(f"--set model.{k}={'null' if model.get(k) is None else model.get(k)}" for k in wrong)
+        raise ValueError(f"{init_from} holds an encoder with {has}; the job builds {builds}: start from it with {fix}")
 
 
 def _has_part(export_dir: str, part: str) -> bool:
