@@ -30,6 +30,9 @@ class ModelSpec(Spec):
     # H/14), the mean of the patch tokens for smaller encoders (MAE-CT B/16).
     pool: Literal["cls", "mean_patch"] | None = None
     grad_checkpointing: bool = False
+    # torch.compile each transformer block (encoder, MAE decoder, text tower) where training sets
+    # the engine up; per block, since a whole-model compile breaks on ZeRO-3's parameter hooks.
+    compile: bool = False
     # Sin-cos position channels: "xy" column first (MAE's order, official weights); "yx" row first
     # (exports made before cards recorded it load as "yx").
     pos_embed_order: Literal["xy", "yx"] = "xy"

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from vitforge.config import JobSpec
+from vitforge.models.vit import Block
 from vitforge.stage_specs import AnyStage
 
 CKPT_TAG = "ckpt"
@@ -61,6 +62,30 @@ def build_optimizer(groups: list[dict], stage: AnyStage, offload: bool) -> torch
 
         return DeepSpeedCPUAdam(clean, lr=opt.slow_lr, betas=opt.betas, adamw_mode=True)
     return torch.optim.AdamW(clean, lr=opt.slow_lr, betas=opt.betas)
+
+
+def compile_blocks(task: nn.Module, zero_stage: int) -> int:
+    """``torch.compile`` the forward of every transformer block of ``task`` in place (encoder, MAE
+    decoder, text tower), before DeepSpeed wraps it; returns how many.
+
+    Per block, because a whole-model compile breaks on ZeRO-3's parameter hooks. Only ``forward``
+    is compiled, so each module's hooks run outside the graph: ``torch.compile(module)`` would add
+    ``_orig_mod.`` to the state-dict keys, and ``Module.compile()`` traces the hooks too (under
+    ZeRO-3 DeepSpeed's ``torch.compiler.disable``d hooks then cut every block into pieces until the
+    recompile limit). Keys stay as eager ones: checkpoints and exports are unchanged. Under ZeRO-3
+    each block is made a leaf, so DeepSpeed gathers its parameters once on entry instead of hooking
+    every Linear inside the compiled forward. All blocks share Block.forward's compiled code: one
+    graph for the first sequence length, a dynamic-length one after the second (encoder
+    (B, 1 + kept, D) vs decoder (B, 1 + N, D)), and one more under no_grad (evaluation).
+    """
+    blocks = [mod for mod in task.modules() if isinstance(mod, Block)]
+    if zero_stage == 3 and blocks:
+        from deepspeed.utils import set_z3_leaf_modules
+
+        set_z3_leaf_modules(task, [Block])
+    for blk in blocks:
+        blk.forward = torch.compile(blk.forward)  # an instance attribute: not a parameter or buffer
+    return len(blocks)
 
 
 def init_engine(task: nn.Module, groups: list[dict], spec: JobSpec, stage: AnyStage, micro_batch: int):

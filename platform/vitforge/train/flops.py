@@ -15,19 +15,23 @@ def transformer_flops(tokens: int, dim: int, depth: int, mlp_ratio: float = 4.0)
     return depth * (linear + attention)
 
 
+def mae_train_flops_per_image(mae) -> float:
+    """Forward + backward FLOPs per image of an MAE: the encoder on the kept tokens, the decoder on all."""
+    enc = mae.encoder
+    keep = round(enc.num_patches * (1 - mae.mask_ratio)) + enc.num_prefix_tokens
+    dec = mae.decoder_embed.out_features
+    fwd = transformer_flops(keep, enc.dim, enc.depth) + transformer_flops(
+        enc.num_patches + enc.num_prefix_tokens, dec, len(mae.decoder_blocks)
+    )
+    return 3 * fwd
+
+
 def train_flops_per_image(task) -> float:
     """Forward + backward FLOPs per image of a stage's task module."""
     from vitforge.train.tasks import ImageTextTask, MAETask, NNCLRTask
 
     if isinstance(task, MAETask):
-        mae = task.mae
-        enc = mae.encoder
-        keep = round(enc.num_patches * (1 - mae.mask_ratio)) + enc.num_prefix_tokens
-        dec = mae.decoder_embed.out_features
-        fwd = transformer_flops(keep, enc.dim, enc.depth) + transformer_flops(
-            enc.num_patches + enc.num_prefix_tokens, dec, len(mae.decoder_blocks)
-        )
-        return 3 * fwd
+        return mae_train_flops_per_image(task.mae)
     if isinstance(task, NNCLRTask):
         enc = task.encoder
         fwd = enc.flops_per_image()

@@ -152,6 +152,8 @@ def setup_stage(ctx: WorkerContext, spec: JobSpec, stage_index: int) -> StageRun
     if device.type == "cuda":
         torch.cuda.set_device(device)
     task = build_task(spec, stage_index, ctx.init_from)
+    if spec.model.compile:
+        eng.compile_blocks(task, spec.deepspeed.zero_stage)
     base = base_lrs(stage)
     groups = task.param_groups(base["fast"], base["slow"], stage.optimizer.weight_decay)
     engine = eng.init_engine(task.to(device), groups, spec, stage, spec.micro_batch(stage_index, ctx.world_size))
