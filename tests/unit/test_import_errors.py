@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from hf_checkpoints import official_mae_state, tiny_hf_mae
 
+from hf_checkpoints import official_mae_state, tiny_hf_mae
 from vitforge.config import load_spec
 from vitforge.hub import CheckpointError, import_checkpoint
 from vitforge.inference import load_encoder

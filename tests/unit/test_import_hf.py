@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from hf_checkpoints import N, official_mae_state, save_mae_ct, save_official_mae, tiny_hf_mae
 from safetensors.torch import load_file, save_file
 
 import vitforge.models as m
+from hf_checkpoints import N, official_mae_state, save_mae_ct, save_official_mae, tiny_hf_mae
 from vitforge.hub import CheckpointError, import_checkpoint
 from vitforge.inference import load_encoder, load_part, read_card
 
