@@ -11,7 +11,7 @@
 Stages run in-process (``vitforge.train.runners.run_local``: the same loop, engine and data path as
 on Ray, without the per-stage start-up), then ``vitforge.eval.evaluate``.
 
-    python -m bench.reproduce                # the table in bench/README.md (about 30 min here)
+    python -m bench.reproduce                # the table in bench/README.md (about 40 min here)
     python -m bench.reproduce --smoke        # a few steps each (CI)
 """
 
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.smoke:
         epochs, cl_epochs, seeds = {"mae": 0.2, "head": 0.2, "tune": 0.2}, 0.1, [0]
     else:
-        epochs, cl_epochs, seeds = {"mae": 60, "head": 20, "tune": 60}, 15, [0, 1, 2]
+        epochs, cl_epochs, seeds = {"mae": 60, "head": 20, "tune": 60}, 30, [0, 1, 2]
     t0 = time.perf_counter()
     cols = ["method", "knn20", "linear_probe", "cluster_acc", "nmi"]
     tables = {}
