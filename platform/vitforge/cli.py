@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import typer
 
+import vitforge
+from vitforge import submit as sub
 from vitforge.cli_serve import data_app, serve_app
 from vitforge.cli_util import fail, run_cli, spec_or_exit
 
@@ -18,8 +22,6 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        import vitforge
-
         typer.echo(f"vitforge {vitforge.__version__}")
         raise typer.Exit()
 
@@ -91,7 +93,6 @@ def config_schema() -> None:
 
     Example: vitforge config schema > jobspec.schema.json
     """
-    import json
 
     from vitforge.config import JobSpec
 
@@ -180,7 +181,6 @@ def submit(
 
     Example: vitforge submit jobs/mae-ct-vit-b16.yaml --address http://head:8265
     """
-    from vitforge import submit as sub
 
     job = spec_or_exit(spec, overrides)
     try:
@@ -197,7 +197,6 @@ def submit(
 
 
 def _jobs_client(address: str | None):
-    from vitforge import submit as sub
 
     try:
         return sub.client(address)
@@ -225,7 +224,6 @@ def jobs_logs(
     sid: str, address: str = typer.Option(None, envvar="RAY_ADDRESS"), follow: bool = typer.Option(False, "--follow")
 ) -> None:
     """Print (or --follow) a job's logs. Example: vitforge jobs logs vitforge-quickstart --follow"""
-    from vitforge import submit as sub
 
     if follow:
         sub.follow(sid, address, out=typer.echo)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from pathlib import Path
 
+import numpy as np
 import typer
 
 from vitforge.cli_util import fail
@@ -78,9 +82,6 @@ def serve_up(
 
     Example: vitforge serve up encoder=./runs/tiny-mae-ct/exports/2-contrastive_tuning
     """
-    import os
-    import signal
-    import time
 
     from ray import serve
 
@@ -152,7 +153,6 @@ def serve_embed(
 
     Example: vitforge serve embed ./photos --url http://127.0.0.1:8000 --out photos.npz
     """
-    import numpy as np
     from rich.progress import Progress
 
     from vitforge.serving.client import Client, ClientError, embed_folder

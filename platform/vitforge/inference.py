@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_file
 from torch import nn
@@ -86,7 +87,6 @@ def load_encoder(export_dir: str | Path) -> tuple[m.ViT | m.ImageTextModel, dict
 def preprocess(images, card: dict[str, Any]) -> torch.Tensor:
     """Images as uint8 (N, H, W, 3) / float in [0, 1], or a list of RGB PIL images ->
     (N, 3, S, S) normalized with the model card's statistics, resized to its image size."""
-    import numpy as np
 
     from vitforge.data.transforms import resize
 

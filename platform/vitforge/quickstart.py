@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vitforge.config import JobSpec, load_spec
+from vitforge.tracking import Tracker
 
 
 def default_spec() -> JobSpec:
@@ -62,7 +63,6 @@ def run_quickstart(spec_path: str | None, cloob: bool, echo: Callable[[str], Non
 
     from vitforge.eval.zeroshot import shapes_zero_shot
     from vitforge.inference import read_card
-    from vitforge.tracking import Tracker
     from vitforge.train.run import ensure_ray, run_job
 
     console = Console()

@@ -15,7 +15,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import vitforge
 from vitforge.config import JobSpec, dump_spec
+from vitforge.tracking import resolve_uri
 
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
@@ -68,7 +70,6 @@ def cluster_paths(spec: JobSpec) -> tuple[JobSpec, list[str]]:
     Absolute paths on this machine are right for a head on this machine or on a shared file
     system; for other clusters use URIs (s3://, an MLflow server).
     """
-    from vitforge.tracking import resolve_uri
 
     spec = spec.model_copy(deep=True)
     notes = []
@@ -109,7 +110,6 @@ def submit(
     """Submit ``vitforge train job.yaml``; returns (submission id, whether it was newly submitted).
 
     Relative local paths are made absolute first (``cluster_paths``), each change logged."""
-    import vitforge
 
     spec, notes = cluster_paths(spec)
     for note in notes:

@@ -16,11 +16,17 @@ import os
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 import warnings
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
+
+import numpy as np
+
+import vitforge
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -52,8 +58,6 @@ def check_reachable(uri: str, timeout_s: float = 10.0) -> None:
     """Fail fast, naming the URI, when a tracking server does not answer ``/health``."""
     if not uri.startswith(("http://", "https://")):
         return
-    import urllib.error
-    import urllib.request
 
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as r:
@@ -319,7 +323,6 @@ def _pyfunc_class():
             self.model, self.card = load_encoder(context.artifacts["export"])
 
         def predict(self, context, model_input, params=None):
-            import numpy as np
 
             from vitforge.inference import encode_images
 
@@ -337,10 +340,8 @@ def register_encoder(
     ``models:/NAME@alias`` when ``alias`` is given), or None when tracking is unavailable.
     """
     import mlflow
-    import numpy as np
     from mlflow.models import infer_signature
 
-    import vitforge
     from vitforge.inference import encode_images, load_encoder
 
     if not run_id:

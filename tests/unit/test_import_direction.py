@@ -93,3 +93,49 @@ def test_train_functions_read_in_one_screen() -> None:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno + 1 > 60
     ]
     assert not long, long
+
+
+# Packages that are slow to import or belong to an optional extra: a function may import these (or a
+# vitforge module that imports one at module level) so that `vitforge --help`, the models and the
+# losses start without them. Everything else is imported at the top of the module.
+HEAVY = {"ray", "mlflow", "deepspeed", "torch", "safetensors", "matplotlib", "sklearn", "scipy", "fastapi",
+         "starlette", "pyarrow", "datasets", "transformers", "psutil", "swagger_ui_bundle", "rich", "optuna",
+         "httpx", "uvicorn", "typer"}  # fmt: skip
+
+
+def module_level_imports() -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        names: set[str] = set()
+        for node in ast.parse(path.read_text()).body:
+            for n in [node, *(ast.walk(node) if isinstance(node, ast.If | ast.Try) else ())]:
+                if isinstance(n, ast.ImportFrom) and n.module:
+                    names.add(n.module)
+                elif isinstance(n, ast.Import):
+                    names |= {a.name for a in n.names}
+        out[module_name(path)] = names
+    return out
+
+
+def test_function_level_imports_are_heavy_or_optional() -> None:
+    top = module_level_imports()
+    memo: dict[str, bool] = {}
+
+    def heavy(mod: str, seen: tuple[str, ...] = ()) -> bool:
+        if mod.split(".")[0] != "vitforge":
+            return mod.split(".")[0] in HEAVY
+        mod = mod if mod in top else mod.rsplit(".", 1)[0]
+        if mod not in memo and mod not in seen:
+            memo[mod] = any(heavy(t, (*seen, mod)) for t in top.get(mod, ()))
+        return memo.get(mod, False)
+
+    light = []
+    for path in PACKAGE.rglob("*.py"):
+        for fn in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for n in ast.walk(fn):
+                names = [n.module] if isinstance(n, ast.ImportFrom) and n.module else []
+                names += [a.name for a in n.names] if isinstance(n, ast.Import) else []
+                light += [f"{module_name(path)}:{n.lineno} {name}" for name in names if not heavy(name)]
+    assert not light, "import these at the top of the module (not heavy, not optional):\n" + "\n".join(light)

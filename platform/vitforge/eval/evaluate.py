@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from vitforge.eval.zeroshot import class_embeddings, zero_shot
 from vitforge.inference import load_encoder
 from vitforge.models.image_text import ImageTextModel
 from vitforge.models.tokenizer import ByteTokenizer
+from vitforge.tracking import resolve_uri, use_tracking_uri
 
 
 def resolve_export(model_ref: str) -> str:
@@ -23,11 +25,8 @@ def resolve_export(model_ref: str) -> str:
     from MLflow (the registered pyfunc carries the export as its ``export`` artifact)."""
     if not model_ref.startswith("models:/"):
         return model_ref
-    import tempfile
 
     import mlflow
-
-    from vitforge.tracking import resolve_uri, use_tracking_uri
 
     with use_tracking_uri(resolve_uri()):  # the embedded store by default, as training uses
         local = mlflow.artifacts.download_artifacts(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from vitforge.data.builtin import COLOURS, SHAPES
 from vitforge.models.image_text import ImageTextModel
 from vitforge.models.tokenizer import ByteTokenizer
 
@@ -60,7 +61,6 @@ COLOUR_TEMPLATES = ("a small {}", "a large {}")
 
 def shapes_scores(model: ImageTextModel, card: dict, test: list[dict]) -> dict[str, float]:
     """Shape and colour zero-shot top-1 of ``model`` on ``shapes`` records (see ``shapes_zero_shot``)."""
-    from vitforge.data.builtin import COLOURS, SHAPES
     from vitforge.eval.features import extract_features
 
     x, y = extract_features(model, card, test)

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+from PIL import Image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 
@@ -28,7 +29,6 @@ def _b64(image: Any) -> str:
         return base64.b64encode(Path(image).read_bytes()).decode()
     if isinstance(image, bytes | bytearray):
         return base64.b64encode(bytes(image)).decode()
-    from PIL import Image
 
     img = Image.fromarray(np.asarray(image, dtype=np.uint8)) if not hasattr(image, "save") else image
     buf = io.BytesIO()

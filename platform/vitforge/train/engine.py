@@ -6,6 +6,8 @@ Runs with or without Ray: rank and world size come from torch.distributed.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -146,9 +148,6 @@ def consolidated_state_dict(checkpoint_dir: str | Path, zero_stage: int) -> dict
     """
     d = Path(checkpoint_dir)
     if zero_stage >= 1:
-        import contextlib
-        import io
-
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # its prints

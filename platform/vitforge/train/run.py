@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +20,7 @@ import torch
 
 from vitforge.config import JobSpec
 from vitforge.inference import CARD
-from vitforge.tracking import Tracker, flatten, git_info, log_figure_rows, register_encoder
+from vitforge.tracking import Tracker, flatten, git_info, log_figure_rows, metrics_callback, register_encoder
 from vitforge.train import engine as eng
 from vitforge.train import resume
 from vitforge.train.export import save_export
@@ -109,7 +111,6 @@ def run_stage_on_ray(
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from vitforge.data import to_ray
-    from vitforge.tracking import metrics_callback
     from vitforge.train.runners import train_loop_per_worker
 
     stage = spec.stages[stage_index]
@@ -334,8 +335,6 @@ class _Progress:
     PLAIN_EVERY_S = 30.0
 
     def __init__(self, path: Path, name: str, total: int) -> None:
-        import sys
-        import threading
 
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 

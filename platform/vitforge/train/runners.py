@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -109,7 +111,6 @@ def run_local(
 
     Checkpoints go to ``checkpoint_root/step-N``. Returns the context with the metric history.
     """
-    import shutil
 
     def report(metrics: dict, directory: str | None) -> None:
         if directory:
@@ -121,7 +122,6 @@ def run_local(
 
 
 def _free_port() -> int:
-    import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -5,6 +5,7 @@ The stage's kind is resolved once here (``build_task``); the loop talks to the `
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar, Protocol
 
 import torch
@@ -204,6 +205,5 @@ def check_init_from(spec: JobSpec, init_from: str) -> None:
 
 
 def _has_part(export_dir: str, part: str) -> bool:
-    from pathlib import Path
 
     return (Path(export_dir) / f"{part}.safetensors").is_file()

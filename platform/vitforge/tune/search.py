@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from vitforge.config import JobSpec, TuneSpec, _set_path, dump_spec
+from vitforge.tracking import Tracker
 from vitforge.train import resume
 from vitforge.train.run import ensure_ray
 
@@ -75,14 +79,12 @@ def _metric_mode(t: TuneSpec) -> tuple[str, str]:
 
 
 def _tracker(cfg: dict | None):
-    from vitforge.tracking import Tracker
 
     return Tracker(**cfg, check=False) if cfg else None
 
 
 def direct_trial(config: dict[str, Any]) -> None:
     """One trial in-process (one worker): the stage loop with a report to Tune per epoch."""
-    import tempfile
 
     import ray.tune
 
@@ -175,8 +177,6 @@ def run_search(spec: JobSpec, log=print, fresh: bool = False, address: str | Non
     heatmap and the best spec. ``fresh`` deletes the earlier search first."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-
-    from vitforge.tracking import Tracker
 
     if spec.tune is None:
         raise ValueError("the job spec has no 'tune' section")
@@ -364,7 +364,6 @@ def heatmap_png(table: list[dict], metric: str, out: Path, title: str) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     fasts = sorted({r["fast_lr"] for r in table})
     slows = sorted({r["slow_lr"] for r in table})
