@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from ray import serve
 
 from vitforge.serving import guard
-from vitforge.serving.decode import BadInput, b64_to_bytes, open_image
+from vitforge.serving.decode import BadInput, b64_to_bytes, check_images, open_image
 from vitforge.serving.schema import (
     EmbeddingResponse,
     ErrorBody,
@@ -221,12 +221,10 @@ class Gateway:
         from vitforge.inference import preprocess
 
         self._count(len(raws))
+        check_images(raws, self.max_pixels, self.max_request_pixels)  # headers only, before any decode
         card = {"model": {"img_size": info["img_size"]}, "normalization": info["normalization"]}
-        budget = [self.max_request_pixels]  # pixels left for this request (checked from headers)
         # One image at a time: only one full-size decode is alive, whatever the count (memory).
-        return [
-            preprocess([open_image(r, f"images[{i}]", self.max_pixels, budget)], card)[0] for i, r in enumerate(raws)
-        ]
+        return [preprocess([open_image(r, f"images[{i}]", self.max_pixels)], card)[0] for i, r in enumerate(raws)]
 
     @staticmethod
     def _need_text(name: str, info: dict) -> None:
