@@ -16,6 +16,7 @@ from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray import serve
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vitforge.serving import guard
 from vitforge.serving.decode import BadInput, b64_to_bytes, check_images, open_image
@@ -169,6 +170,12 @@ app.add_middleware(guard.RequestGuard)  # key, content type and size before any 
 @app.exception_handler(BadInput)
 async def _bad_input(request: Request, exc: BadInput) -> JSONResponse:
     return JSONResponse(status_code=exc.status, content={"error": str(exc)})
+
+
+@app.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """FastAPI's own refusals (unknown path, wrong method, unparsable body or form) in the same shape."""
+    return JSONResponse(status_code=exc.status_code, content={"error": str(exc.detail)}, headers=exc.headers)
 
 
 @app.exception_handler(RequestValidationError)
