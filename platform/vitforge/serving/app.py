@@ -200,10 +200,12 @@ class Gateway:
         max_body_bytes: int = 32 * 2**20,
         max_pixels: int = 4096 * 4096,
         max_request_pixels: int = 64 * 2**20,
+        read_timeout_s: float = 30.0,
     ) -> None:
         self.encoders = encoders
         self.default = default_model or next(iter(encoders))
-        guard.configure(api_key=os.environ.get(api_key_env) or None, max_body=max_body_bytes)
+        key = os.environ.get(api_key_env) or None
+        guard.configure(api_key=key, max_body=max_body_bytes, read_timeout_s=read_timeout_s)
         self.max_images, self.max_pixels, self.max_request_pixels = max_images, max_pixels, max_request_pixels
         self._info: dict[str, dict] = {}
 
@@ -359,7 +361,8 @@ def build_app(args: dict[str, Any]):
     args: ``models``: list of ``{name, model_ref, max_batch_size?, batch_wait_timeout_s?,
     gallery?, num_replicas?, autoscaling_config?, num_cpus?, num_gpus?}``; optional
     ``default_model``, ``api_key_env``, ``max_images``, ``max_body_bytes``, ``max_pixels``,
-    ``max_request_pixels``, ``gateway_env`` (environment of the ingress: the API key).
+    ``max_request_pixels``, ``read_timeout_s`` (the longest wait for a chunk of a request body),
+    ``gateway_env`` (environment of the ingress: the API key).
     """
     models = args.get("models") or []
     if not models:
@@ -390,4 +393,5 @@ def build_app(args: dict[str, Any]):
         int(args.get("max_body_bytes", 32 * 2**20)),
         int(args.get("max_pixels", 4096 * 4096)),
         int(args.get("max_request_pixels", 64 * 2**20)),
+        float(args.get("read_timeout_s", 30.0)),
     )
