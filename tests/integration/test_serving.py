@@ -12,13 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from vitforge.config import ModelSpec, load_spec
-from vitforge.inference import build_encoder, build_image_text, encode_images, load_encoder
-from vitforge.train.export import save_export
+from integration.serving_app import export_models, start_serve, two_models
+from vitforge.inference import encode_images, load_encoder
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-NORM = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
 JSON = {"headers": {"content-type": "application/json"}}
 
 
@@ -38,49 +36,9 @@ def served(ray_cluster, tmp_path_factory):
     """Two exported models (image-only ViT, image-text CLOOB model) behind one Serve app."""
     from ray import serve
 
-    from vitforge.serving.app import build_app
-    from vitforge.serving.gallery import build_gallery
-
-    root = tmp_path_factory.mktemp("serve")
-    torch.manual_seed(0)
-    spec = load_spec(data={"model": {"size": "test", "patch_size": 4, "img_size": 16, "embed_dim": 32}})
-    vit_dir = save_export(root / "vit", {"encoder": build_encoder(spec.model)}, spec, "mae", NORM)
-    it_spec = load_spec(data={"model": {"size": "test", "patch_size": 4, "img_size": 16, "embed_dim": 32},
-                              "stages": [{"name": "cloob"}]})  # fmt: skip
-    model = build_image_text(ModelSpec.model_validate(it_spec.model.model_dump()))
-    it_dir = save_export(root / "cloob", {"encoder": model.image_encoder, "model": model}, it_spec, "cloob", NORM)
-    gallery = build_gallery(str(it_dir), "shapes", "test", root / "gallery", builtin_options={"n": 100, "size": 16})
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    app = build_app(
-        {
-            "models": [
-                {"name": "vit", "model_ref": str(vit_dir), "max_batch_size": 16, "num_cpus": 0.5},
-                {
-                    "name": "cloob",
-                    "model_ref": str(it_dir),
-                    "max_batch_size": 8,
-                    "gallery": str(gallery),
-                    "num_cpus": 0.5,
-                },
-            ],
-            "max_images": 8,
-            "max_pixels": 512 * 512,
-        }
-    )
-    serve.run(app, name="embed", route_prefix="/", blocking=False)
-    url = f"http://127.0.0.1:{port}"
-    with httpx.Client(base_url=url, timeout=60) as c:
-        for _ in range(120):
-            try:
-                if c.get("/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            asyncio.run(asyncio.sleep(0.5))
-    yield {"url": url, "vit": vit_dir, "cloob": it_dir, "root": root}
+    exports = export_models(tmp_path_factory.mktemp("serve"))
+    url = start_serve({"models": two_models(exports), "max_images": 8, "max_pixels": 512 * 512})
+    yield {"url": url, **exports}
     serve.shutdown()  # frees the CPUs the Train tests sharing this cluster need
 
 
