@@ -148,7 +148,9 @@ CORPUS: list[Hostile] = [
             (422,), "template"),
     # -- counts and sizes ----------------------------------------------------------------------------
     Hostile("20,000 labels", ZERO_SHOT, j({"images": [PNG], "labels": ["a"] * 20_000, **CLOOB}), (422,), "labels"),
+    Hostile("1,001 labels", ZERO_SHOT, j({"images": [PNG], "labels": ["a"] * 1001, **CLOOB}), (422,), "labels"),
     Hostile("no labels", ZERO_SHOT, j({"images": [PNG], "labels": [], **CLOOB}), (422,), "labels"),
+    Hostile("a text of 1,001 chars", TEXT, j({"texts": ["x" * 1001], **CLOOB}), (422,), "texts.0"),
     Hostile("a text of 100,000 chars", TEXT, j({"texts": ["x" * 100_000], **CLOOB}), (422,), "texts.0"),
     Hostile("65 texts", TEXT, j({"texts": ["a"] * 65, **CLOOB}), (413,), "exceed the limit of 64"),
     Hostile("65 images (none decoded)", IMAGE, j({"images": ["x"] * 65}), (413,), "exceed the limit of 64"),
@@ -176,7 +178,7 @@ CORPUS: list[Hostile] = [
             key=False),
     Hostile("wrong non-ASCII key", IMAGE, j({"images": [PNG]}), (401,), "API key",
             headers={**JSON_TYPE, "x-api-key": b"\xe9\xff"}, key=False),
-    Hostile("text/plain", IMAGE, b"hello", (415,), "text/plain", headers={"content-type": "text/plain"}),
+    Hostile("text/plain", IMAGE, b"hello", (415,), "content-type 'text/plain'", headers={"content-type": "text/plain"}),
     Hostile("no content type", IMAGE, j({"images": [PNG]}), (415,), "(none)", headers={}),
     Hostile("multipart without a boundary", UPLOAD, b"abc", (400,), "boundary",
             headers={"content-type": "multipart/form-data"}),
