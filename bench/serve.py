@@ -2,7 +2,8 @@
 in-process and (b) a non-batched deployment, at 1, 16 and 64 concurrent clients, in one run.
 
 ViT-S/16 at 224² (a forward pass costs more than the HTTP round trip). The client shares this
-machine's cores: its own CPU time is reported next to each row.
+machine's cores: its own CPU time is reported next to each row. Then ``bench.serve_mix``: memory
+per request and small-request latency under large images.
 
     python -m bench.serve [--smoke]
 """
@@ -16,9 +17,11 @@ import socket
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
+from bench import serve_mix
 from bench.common import bench_main, pin_threads, timeit
 
 
@@ -65,22 +68,35 @@ async def _load(url: str, payload: dict, clients: int, requests: int) -> dict:
     }
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tiny_export(size_name: str, patch: int, img: int) -> Path:
+    """A randomly initialised MAE encoder export of that size (what is served does not matter here)."""
+    from vitforge.config import load_spec
+    from vitforge.inference import build_encoder
+    from vitforge.train.export import save_export
+
+    spec = load_spec(data={"model": {"size": size_name, "patch_size": patch, "img_size": img}})
+    return save_export(tempfile.mkdtemp(prefix="bench-serve-"), {"encoder": build_encoder(spec.model)}, spec, "mae",
+                       {"mean": [0.5] * 3, "std": [0.25] * 3})  # fmt: skip
+
+
 def run(smoke: bool = False) -> list[dict]:
     import ray
     import torch
     from ray import serve
 
-    from vitforge.config import load_spec
-    from vitforge.inference import build_encoder, encode_images, load_encoder
+    from vitforge.inference import encode_images, load_encoder
     from vitforge.serving.app import build_app
-    from vitforge.train.export import save_export
 
     size_name, patch, img = ("test", 4, 32) if smoke else ("small", 16, 224)
     clients_list, per_client = ((1, 4), 4) if smoke else ((1, 16, 64), 12)
     batch = 16
-    spec = load_spec(data={"model": {"size": size_name, "patch_size": patch, "img_size": img}})
-    export = save_export(tempfile.mkdtemp(prefix="bench-serve-"), {"encoder": build_encoder(spec.model)}, spec, "mae",
-                         {"mean": [0.5] * 3, "std": [0.25] * 3})  # fmt: skip
+    export = tiny_export(size_name, patch, img)
     payload = {"images": [_png(img, 0)]}
 
     # (a) the same model's batched forward in-process, same threads as one replica.
@@ -93,9 +109,7 @@ def run(smoke: bool = False) -> list[dict]:
              "errors": 0, "client_cpu_s": 0.0}]  # fmt: skip
     torch.set_num_threads(2)
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, object_store_memory=200 * 2**20,
              runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})  # fmt: skip
     serve.start(http_options={"host": "127.0.0.1", "port": port})
@@ -128,7 +142,8 @@ COLS = ["what", "clients", "img_per_s", "p50_ms", "p99_ms", "errors", "client_cp
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    return bench_main("serve", "Serve: images/s and latency (one CPU replica)", run, COLS, argv, __doc__)
+    rows = bench_main("serve", "Serve: images/s and latency (one CPU replica)", run, COLS, argv, __doc__)
+    return rows + serve_mix.main(argv)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,10 @@ from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray import serve
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vitforge.serving import guard
-from vitforge.serving.decode import BadInput, b64_to_bytes, open_image
+from vitforge.serving.decode import BadInput, b64_to_bytes, check_images, open_image
 from vitforge.serving.schema import (
     EmbeddingResponse,
     ErrorBody,
@@ -171,6 +172,12 @@ async def _bad_input(request: Request, exc: BadInput) -> JSONResponse:
     return JSONResponse(status_code=exc.status, content={"error": str(exc)})
 
 
+@app.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """FastAPI's own refusals (unknown path, wrong method, unparsable body or form) in the same shape."""
+    return JSONResponse(status_code=exc.status_code, content={"error": str(exc.detail)}, headers=exc.headers)
+
+
 @app.exception_handler(RequestValidationError)
 async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
     first = exc.errors()[0] if exc.errors() else {}
@@ -193,10 +200,12 @@ class Gateway:
         max_body_bytes: int = 32 * 2**20,
         max_pixels: int = 4096 * 4096,
         max_request_pixels: int = 64 * 2**20,
+        read_timeout_s: float = 30.0,
     ) -> None:
         self.encoders = encoders
         self.default = default_model or next(iter(encoders))
-        guard.configure(api_key=os.environ.get(api_key_env) or None, max_body=max_body_bytes)
+        key = os.environ.get(api_key_env) or None
+        guard.configure(api_key=key, max_body=max_body_bytes, read_timeout_s=read_timeout_s)
         self.max_images, self.max_pixels, self.max_request_pixels = max_images, max_pixels, max_request_pixels
         self._info: dict[str, dict] = {}
 
@@ -221,12 +230,10 @@ class Gateway:
         from vitforge.inference import preprocess
 
         self._count(len(raws))
+        check_images(raws, self.max_pixels, self.max_request_pixels)  # headers only, before any decode
         card = {"model": {"img_size": info["img_size"]}, "normalization": info["normalization"]}
-        budget = [self.max_request_pixels]  # pixels left for this request (checked from headers)
         # One image at a time: only one full-size decode is alive, whatever the count (memory).
-        return [
-            preprocess([open_image(r, f"images[{i}]", self.max_pixels, budget)], card)[0] for i, r in enumerate(raws)
-        ]
+        return [preprocess([open_image(r, f"images[{i}]", self.max_pixels)], card)[0] for i, r in enumerate(raws)]
 
     @staticmethod
     def _need_text(name: str, info: dict) -> None:
@@ -354,7 +361,8 @@ def build_app(args: dict[str, Any]):
     args: ``models``: list of ``{name, model_ref, max_batch_size?, batch_wait_timeout_s?,
     gallery?, num_replicas?, autoscaling_config?, num_cpus?, num_gpus?}``; optional
     ``default_model``, ``api_key_env``, ``max_images``, ``max_body_bytes``, ``max_pixels``,
-    ``max_request_pixels``, ``gateway_env`` (environment of the ingress: the API key).
+    ``max_request_pixels``, ``read_timeout_s`` (the longest wait for a chunk of a request body),
+    ``gateway_env`` (environment of the ingress: the API key).
     """
     models = args.get("models") or []
     if not models:
@@ -385,4 +393,5 @@ def build_app(args: dict[str, Any]):
         int(args.get("max_body_bytes", 32 * 2**20)),
         int(args.get("max_pixels", 4096 * 4096)),
         int(args.get("max_request_pixels", 64 * 2**20)),
+        float(args.get("read_timeout_s", 30.0)),
     )

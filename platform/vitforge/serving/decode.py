@@ -6,6 +6,8 @@ import base64
 import binascii
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -32,27 +34,13 @@ def b64_to_bytes(data: str, where: str) -> bytes:
         raise BadInput(f"{where}: not valid base64 ({e})") from None
 
 
-def open_image(raw: bytes, where: str, max_pixels: int, budget: list[int] | None = None) -> Image.Image:
-    """Decode PNG/JPEG/WebP bytes to RGB, upright (EXIF orientation applied); refuses other
-    formats, truncated files and images over ``max_pixels``, or over what is left of the request's
-    ``budget`` (``[pixels]``, decremented): both checked from the header, before decompression."""
-    if not raw:
-        raise BadInput(f"{where}: empty image")
+@contextmanager
+def _readable(where: str) -> Iterator[None]:
+    """Pillow's errors on a bad or hostile file -> ``BadInput``."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(raw))
-            if img.format not in ALLOWED_FORMATS:
-                raise BadInput(f"{where}: unsupported image format {img.format}; send PNG, JPEG or WebP", 415)
-            w, h = img.size
-            if w * h > max_pixels:
-                raise BadInput(f"{where}: {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels}", 413)
-            if budget is not None:
-                if w * h > budget[0]:
-                    raise BadInput(f"{where}: the request's images exceed its limit of decoded pixels", 413)
-                budget[0] -= w * h
-            img.load()
-            img = ImageOps.exif_transpose(img)
+            yield
     except BadInput:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -61,4 +49,38 @@ def open_image(raw: bytes, where: str, max_pixels: int, budget: list[int] | None
         raise BadInput(f"{where}: not a readable PNG, JPEG or WebP image (unknown or corrupt format)") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise BadInput(f"{where}: not a readable PNG, JPEG or WebP image ({e})") from None
+
+
+def _header(raw: bytes, where: str, max_pixels: int) -> Image.Image:
+    """The image opened lazily (Pillow reads the header only): format and size checked."""
+    if not raw:
+        raise BadInput(f"{where}: empty image")
+    with _readable(where):
+        img = Image.open(io.BytesIO(raw))
+    if img.format not in ALLOWED_FORMATS:
+        raise BadInput(f"{where}: unsupported image format {img.format}; send PNG, JPEG or WebP", 415)
+    w, h = img.size
+    if w * h > max_pixels:
+        raise BadInput(f"{where}: {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels}", 413)
+    return img
+
+
+def check_images(raws: list[bytes], max_pixels: int, max_request_pixels: int) -> None:
+    """Every image's format and size from its header, before any is decoded: a request whose images
+    add up to more than ``max_request_pixels`` costs no decompression at all."""
+    total = 0
+    for i, raw in enumerate(raws):
+        w, h = _header(raw, f"images[{i}]", max_pixels).size
+        total += w * h
+        if total > max_request_pixels:
+            raise BadInput(f"images[{i}]: the request's images exceed its limit of {max_request_pixels} pixels", 413)
+
+
+def open_image(raw: bytes, where: str, max_pixels: int) -> Image.Image:
+    """Decode PNG/JPEG/WebP bytes to RGB, upright (EXIF orientation applied); refuses other
+    formats, truncated files and images over ``max_pixels`` (from the header, before decompression)."""
+    img = _header(raw, where, max_pixels)
+    with _readable(where):
+        img.load()
+        img = ImageOps.exif_transpose(img)
     return img.convert("RGB")
