@@ -8,6 +8,7 @@ forward passes with ``@serve.batch``.
 import asyncio
 import base64
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -208,6 +209,10 @@ class Gateway:
         guard.configure(api_key=key, max_body=max_body_bytes, read_timeout_s=read_timeout_s)
         self.max_images, self.max_pixels, self.max_request_pixels = max_images, max_pixels, max_request_pixels
         self._info: dict[str, dict] = {}
+        # Decoding runs off the event loop (a large image held /healthz and every other request
+        # for seconds: small-request p99 26x under large images, bench/serve_mix), on one thread,
+        # so at most one full-size decode is alive in the gateway whatever the concurrency.
+        self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vitforge-decode")
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -226,11 +231,14 @@ class Gateway:
         if n > self.max_images:
             raise BadInput(f"{n} images exceed the limit of {self.max_images} per request", 413)
 
-    def _tensors(self, raws: list[bytes], info: dict) -> list[torch.Tensor]:
-        from vitforge.inference import preprocess
-
+    async def _tensors(self, raws: list[bytes], info: dict) -> list[torch.Tensor]:
         self._count(len(raws))
         check_images(raws, self.max_pixels, self.max_request_pixels)  # headers only, before any decode
+        return await asyncio.get_running_loop().run_in_executor(self._decoder, self._decode, raws, info)
+
+    def _decode(self, raws: list[bytes], info: dict) -> list[torch.Tensor]:
+        from vitforge.inference import preprocess
+
         card = {"model": {"img_size": info["img_size"]}, "normalization": info["normalization"]}
         # One image at a time: only one full-size decode is alive, whatever the count (memory).
         return [preprocess([open_image(r, f"images[{i}]", self.max_pixels)], card)[0] for i, r in enumerate(raws)]
@@ -277,7 +285,7 @@ class Gateway:
         name, handle, info = await self._model(body.model)
         self._count(len(body.images))
         raws = [b64_to_bytes(s, f"images[{i}]") for i, s in enumerate(body.images)]
-        emb = await handle.embed_images.remote(self._tensors(raws, info))
+        emb = await handle.embed_images.remote(await self._tensors(raws, info))
         return EmbeddingResponse(
             model=name, version=info["version"], dims=emb.shape[1], encoding=body.encoding,
             embeddings=self._encode(emb, body.encoding),
@@ -296,7 +304,7 @@ class Gateway:
         name, handle, info = await self._model(model)
         self._count(len(files))
         raws = [await f.read() for f in files]
-        emb = await handle.embed_images.remote(self._tensors(raws, info))
+        emb = await handle.embed_images.remote(await self._tensors(raws, info))
         return EmbeddingResponse(
             model=name, version=info["version"], dims=emb.shape[1], encoding=encoding,
             embeddings=self._encode(emb, encoding),
@@ -324,7 +332,7 @@ class Gateway:
         self._need_text(name, info)
         self._count(len(body.images))
         raws = [b64_to_bytes(s, f"images[{i}]") for i, s in enumerate(body.images)]
-        tensors = self._tensors(raws, info)
+        tensors = await self._tensors(raws, info)
         img = torch.as_tensor(await handle.embed_images.remote(tensors))
         prompts = [body.template.format(lb) for lb in body.labels]  # the schema allows one bare {} only
         txt = torch.as_tensor(await handle.embed_texts.remote(prompts))
@@ -348,7 +356,7 @@ class Gateway:
         if body.text is not None:
             self._need_text(name, info)
         if body.image is not None:
-            q = await handle.embed_images.remote(self._tensors([b64_to_bytes(body.image, "image")], info))
+            q = await handle.embed_images.remote(await self._tensors([b64_to_bytes(body.image, "image")], info))
         else:
             q = await handle.embed_texts.remote([body.text])
         hits = await handle.search.remote(q[0], body.k, body.method, body.beta)
