@@ -12,6 +12,7 @@ from vitforge.data.transforms import (
     Solarize,
     build_view,
     resize,
+    resize_uint8,
 )
 
 
@@ -72,6 +73,18 @@ def test_resize_clamps_and_rejects_unknown_mode() -> None:
     assert y.shape == (3, 20, 20) and y.min() >= 0 and y.max() <= 1
     with pytest.raises(ValueError, match="bilinear"):
         resize(torch.rand(3, 4, 4), (2, 2), "nearest")
+
+
+@pytest.mark.parametrize("shape", [(3, 1000, 700), (3, 50, 80), (3, 32, 33)])
+def test_uint8_resize_is_the_float_resize_rounded(shape) -> None:
+    # Serve resizes photos as uint8 (no full-size float copy): the same filter, one rounding step.
+    img = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g())
+    ref = resize(img.float() / 255, (32, 32))
+    out = resize_uint8(img, (32, 32))
+    assert out.dtype == torch.uint8 and out.shape == (3, 32, 32)
+    assert (out.float() / 255 - ref).abs().max() <= 1 / 255
+    with pytest.raises(ValueError, match="only shrinks"):
+        resize_uint8(img, (shape[1] + 1, 8))
 
 
 def test_view_deterministic_by_seed() -> None:

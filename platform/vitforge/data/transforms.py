@@ -30,6 +30,18 @@ def resize(img: torch.Tensor, size: tuple[int, int], interpolation: str = "bicub
     return out.clamp_(0, 1)
 
 
+def resize_uint8(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(3, H, W) uint8 -> (3, *size) uint8, shrinking only: bicubic and antialiased like ``resize``,
+    within 1/255 of it (torch's uint8 kernel rounds once at the end). Enlarging is refused: that
+    kernel's cubic differs from the float one's there (up to 0.08 apart)."""
+    if tuple(img.shape[1:]) == tuple(size):
+        return img
+    if img.shape[1] < size[0] or img.shape[2] < size[1]:
+        raise ValueError(f"resize_uint8 only shrinks: {tuple(img.shape[1:])} -> {tuple(size)}")
+    x = img[None].contiguous(memory_format=torch.channels_last)  # the fast uint8 kernel's layout
+    return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True)[0].contiguous()
+
+
 @dataclass
 class RandomResizedCrop:
     """Crop a random area fraction in ``scale`` with aspect ratio in ``ratio``, resize to ``size``."""
