@@ -31,6 +31,17 @@ def _jpegs(n: int, w: int, h: int) -> list[bytes]:
     return out
 
 
+def _float_first(maker, rows: dict) -> list:
+    """The loader before 2026-12: each decoded image made float at full size, then the views."""
+    from vitforge.data.sources import load_image
+
+    out = []
+    for i, cell in enumerate(rows["image"]):
+        x = torch.from_numpy(np.asarray(load_image(cell, "bench"), dtype=np.float32) / 255.0).permute(2, 0, 1)
+        out.append([v(x, torch.Generator().manual_seed(i * 2 + k)) for k, v in enumerate(maker.views)])
+    return out
+
+
 def run(smoke: bool = False) -> list[dict]:
     import vitforge.models as m
     from vitforge.data import BatchMaker, build_view
@@ -43,6 +54,8 @@ def run(smoke: bool = False) -> list[dict]:
     for views, name in ((1, "MAE (1 view)"), (2, "MAE-CT (2 views)")):
         maker = BatchMaker([build_view(size) for _ in range(views)], "bench", seed=0, epoch=0)
         pin_threads(1)
+        t = timeit(lambda maker=maker: _float_first(maker, rows_in), 1, 2 if smoke else 5)
+        rows.append({"what": f"loader, {name}, 1 thread, float first (before)", "img_per_s": n / t["median_s"]})
         t = timeit(lambda maker=maker: maker(rows_in), 1, 2 if smoke else 5)
         rows.append({"what": f"loader, {name}, 1 thread", "img_per_s": n / t["median_s"]})
 

@@ -54,6 +54,11 @@ def test_image_embeddings_equal_in_process(served) -> None:
     local = encode_images(model, card, np.stack(imgs)).numpy()
     assert body["dims"] == 32 and body["model"] == "vit"
     assert np.allclose(np.array(body["embeddings"]), local, atol=1e-5)
+    # Photos 3x the model's size or more are shrunk as uint8 before becoming float: the same there.
+    big = images(2, size=80, seed=1)
+    r = post(served, "/v1/embeddings/image", json={"images": [png_b64(a) for a in big], "model": "vit"})
+    assert r.status_code == 200, r.text
+    assert np.allclose(np.array(r.json()["embeddings"]), encode_images(model, card, np.stack(big)).numpy(), atol=1e-5)
     # float16 base64 rows decode to the same embeddings, rounded.
     r16 = post(served, "/v1/embeddings/image", json={"images": [png_b64(imgs[0])], "encoding": "base64_float16"})
     row = np.frombuffer(base64.b64decode(r16.json()["embeddings"][0]), dtype="<f2")

@@ -65,7 +65,8 @@ class BatchMaker:
                     raise
                 self.skipped.append(str(e))
                 continue
-            x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)  # (3, H, W)
+            # (3, H, W) uint8: the views crop and shrink before converting to float.
+            x = torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1)
             for v, t in enumerate(self.views):
                 outs[v].append(t(x, torch.Generator().manual_seed(sample_seed(self.seed, salt, index, v))))
             labels.append(int(batch["label"][i]))
