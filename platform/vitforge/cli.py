@@ -153,8 +153,8 @@ def tune_cmd(
         res = run_search(job, log=typer.echo, fresh=fresh, address=address)
     except SpecChanged as e:
         raise fail(str(e)) from None
-    table = Table(title=f"TTUR search {job.name}: {job.tune.metric}")
-    for col in ("trial", "fast lr", "slow lr", job.tune.metric, "epochs", "status"):
+    table = Table(title=f"TTUR search {job.name}: {res.metric}")
+    for col in ("trial", "fast lr", "slow lr", res.metric, "epochs", "status"):
         table.add_column(col)
     for r in res.table:
         metric = "" if r["metric"] is None else f"{r['metric']:.4f}"

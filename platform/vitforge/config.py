@@ -113,7 +113,7 @@ class TuneSpec(Spec):
     extra: dict[str, list[Any]] = Field(default_factory=dict)  # field path -> choices, e.g. stages.0.topk
     search_alg: Literal["random", "optuna", "grid"] = "random"
     scheduler: Literal["asha", "none"] = "asha"
-    metric: Literal["epoch_loss", "knn20"] = "epoch_loss"
+    metric: Literal["epoch_loss", "knn20"] | None = None  # None: auto (tune.metric.resolve_metric)
     num_samples: int = Field(8, ge=1)
     grace_period: int = Field(1, ge=1)  # epochs before ASHA may stop a trial
     reduction_factor: int = Field(3, ge=2)
@@ -288,4 +288,9 @@ def resolve_spec_path(path: str | Path) -> Path:
 
 
 def dump_spec(spec: JobSpec) -> str:
-    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+    """The spec as YAML that ``load_spec`` reads back to the same spec; each stage with its own
+    kind's fields only, and no ``tune:`` line on a job that searches nothing."""
+    data = spec.model_dump(mode="json")
+    if data.get("tune") is None:
+        data.pop("tune", None)
+    return yaml.safe_dump(data, sort_keys=False)

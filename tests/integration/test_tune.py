@@ -1,6 +1,8 @@
 """Ray Tune TTUR searches on the real local cluster, tiny models, one worker per trial."""
 
 import json
+import logging
+import warnings
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,8 @@ def test_asha_search_writes_table_heatmap_best_spec_and_mlflow(ray_cluster, tmp_
     spec = load_spec(
         ROOT / "jobs" / "tiny-ttur.yaml",
         [f"checkpoint.storage_path={tmp_path}", f"tracking.tracking_uri={uri}", "tune.num_samples=6",
-         "stages.0.epochs=4", "tune.max_concurrent_trials=1"],  # sequential: ASHA's decisions are repeatable
+         "stages.0.epochs=4", "tune.max_concurrent_trials=1",  # sequential: ASHA's decisions are repeatable
+         "tune.metric=epoch_loss"],  # the loss, not the default k-NN: the cheapest report per epoch
     )  # fmt: skip
     lines: list[str] = []
     res = run_search(spec, log=lines.append)
@@ -66,3 +69,60 @@ def test_absurd_lr_trial_fails_alone(ray_cluster, tmp_path: Path) -> None:
     assert by_lr[1e6]["status"] == "ERROR" and "loss is" in by_lr[1e6]["error"]
     assert by_lr[1e-3]["status"] == "TERMINATED" and by_lr[1e-3]["epochs"] == 2
     assert res.best["fast_lr"] == 1e-3
+
+
+def test_max_concurrent_trials_is_honoured_without_a_warning(ray_cluster, tmp_path: Path) -> None:
+    """4 trials of 1 CPU on a 4-CPU cluster, at most 2 at a time: Tune used to drop the limit next
+    to the seeded BasicVariantGenerator (with only a warning) and ran all 4 at once."""
+    from vitforge.tune import run_search
+
+    spec = load_spec(
+        ROOT / "jobs" / "tiny-ttur.yaml",
+        [f"checkpoint.storage_path={tmp_path}", "tracking.enabled=false", "tune.num_samples=4",
+         "tune.scheduler=none", "stages.0.epochs=1", "tune.metric=epoch_loss", "tune.max_concurrent_trials=2",
+         "name=ttur-limit"],
+    )  # fmt: skip
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logging.getLogger("ray.tune").addHandler(handler)
+    lines: list[str] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = run_search(spec, log=lines.append)
+    finally:
+        logging.getLogger("ray.tune").removeHandler(handler)
+    said = [r.getMessage() for r in records] + [str(w.message) for w in caught]
+    assert not [x for x in said if "max_concurrent" in x or "ignored" in x], said
+    assert "at most 2 trials at a time" in lines and lines[0].startswith("metric: epoch_loss"), lines
+    rows = res.table
+    assert len(rows) == 4 and all(r["status"] == "TERMINATED" for r in rows), rows
+    # The most trials alive at any moment, from each trial's start and last report.
+    events = sorted([(r["started"], 1) for r in rows] + [(r["ended"], -1) for r in rows], key=lambda e: (e[0], e[1]))
+    alive, most = 0, 0
+    for _, step in events:
+        alive += step
+        most = max(most, alive)
+    assert most == 2, rows  # the limit reached (trials did run side by side), never passed
+
+
+def test_train_mode_trial_reports_knn20(ray_cluster, tmp_path: Path) -> None:
+    """A trial as a Ray Train run ranks by held-out k-NN (the auto metric on labelled digits)."""
+    from vitforge.tune import run_search
+
+    spec = load_spec(
+        ROOT / "jobs" / "tiny-ttur.yaml",
+        [f"checkpoint.storage_path={tmp_path}", "tracking.enabled=false", "tune.mode=train", "tune.search_alg=grid",
+         "tune.grid={fast_lr: [0.003], slow_lr: [0.0003]}", "tune.scheduler=none", "stages.0.epochs=1",
+         "name=ttur-train-knn"],
+    )  # fmt: skip
+    lines: list[str] = []
+    res = run_search(spec, log=lines.append)
+    assert res.metric == "knn20" and lines[0].startswith("metric: knn20 (held-out k-NN, higher is better"), lines
+    [row] = res.table
+    assert row["status"] == "TERMINATED" and row["epochs"] == 1, row
+    assert 0.0 < row["metric"] <= 1.0  # an accuracy, from the Train workers' epoch-end report
+    head = res.best_spec_path.read_text().splitlines()[:5]
+    assert f"knn20 {row['metric']:.4f}" in "\n".join(head), head
+    assert head[-1] == f"# Train it: vitforge train {res.best_spec_path}"

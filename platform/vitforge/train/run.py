@@ -102,6 +102,7 @@ def run_stage_on_ray(
     tracker_config: dict | None = None,
     run_id: str | None = None,
     extra_callbacks: list | None = None,
+    knn: bool = False,
 ):
     """Fit one stage with a ``TorchTrainer``; returns the Ray Train ``Result``.
 
@@ -131,6 +132,7 @@ def run_stage_on_ray(
             "memory_report": memory_report,
             "probe_out": probe_out,
             "local_data": (ds, maker) if use_local else None,
+            "knn_normalization": normalization if knn else None,  # k-NN at epoch ends (Tune's knn20)
         },
         scaling_config=ScalingConfig(
             num_workers=sc.num_workers,

@@ -61,6 +61,10 @@ def train_loop_per_worker(config: dict) -> None:
             num_train_rows=config["num_train_rows"],
             probe_out=config.get("probe_out"),
         )
+        if config.get("knn_normalization") is not None:
+            from vitforge.eval.hook import knn_hook  # the eval stack (sklearn) only when asked
+
+            ctx.eval_fn = knn_hook(spec, config["knn_normalization"])
         metrics = run_stage(ctx, spec, config["stage_index"])
     if config.get("memory_report"):
         Path(config["memory_report"]).mkdir(parents=True, exist_ok=True)

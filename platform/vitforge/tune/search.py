@@ -3,7 +3,9 @@
 Train V2: a trial is a function. In ``train`` mode it builds and fits a ``TorchTrainer`` (its
 run named from the trial id, so a restarted trial resumes) and reports through
 ``TuneReportCallback``; in ``direct`` mode it trains in-process on one worker. Both report once
-per epoch with ``epoch_loss`` (and ``knn20`` with that metric), so ASHA can stop the worst trials.
+per epoch with ``epoch_loss`` (and ``knn20`` when the search ranks by it: ``tune.metric``), so
+ASHA can stop the worst trials. The concurrency limit is the search algorithm's own (Tune ignores
+``TuneConfig.max_concurrent_trials`` next to a ``BasicVariantGenerator``, with a warning).
 """
 
 from __future__ import annotations
@@ -11,27 +13,28 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from vitforge.config import JobSpec, TuneSpec, _set_path, dump_spec
 from vitforge.tracking import Tracker
 from vitforge.train import resume
 from vitforge.train.run import ensure_ray
+from vitforge.tune.best import write_best_job
+from vitforge.tune.metric import resolve_metric
+from vitforge.tune.report import ERROR, STOPPED_EARLY, TERMINATED, heatmap_png, results_table, trial_lines
 
 TRIAL_DRIVER_CPU = 0.1  # a trial driver that only waits on its Train run; 0 is refused
-# A trial's status in the table: ran every epoch, stopped by the scheduler, or raised.
-TERMINATED, STOPPED_EARLY, ERROR = "TERMINATED", "STOPPED_EARLY", "ERROR"
-# ... and the MLflow run status each gets (MLflow has no "stopped early": KILLED plus a tag).
+# The MLflow run status each trial status gets (MLflow has no "stopped early": KILLED plus a tag).
 MLFLOW_STATUS = {TERMINATED: "FINISHED", STOPPED_EARLY: "KILLED", ERROR: "FAILED"}
 
 
 @dataclass
 class SearchResult:
     table: list[dict]  # trials sorted by the metric, best first (failed trials last)
+    metric: str  # what the trials were ranked by (``tune.metric``, or resolved from "auto")
     best: dict | None
     best_spec_path: Path | None
     heatmap_path: Path | None
@@ -74,10 +77,6 @@ def trial_spec(spec: JobSpec, config: dict[str, Any]) -> JobSpec:
     return JobSpec.model_validate(data)
 
 
-def _metric_mode(t: TuneSpec) -> tuple[str, str]:
-    return t.metric, "min" if t.metric == "epoch_loss" else "max"
-
-
 def _tracker(cfg: dict | None):
 
     return Tracker(**cfg, check=False) if cfg else None
@@ -103,6 +102,7 @@ def direct_trial(config: dict[str, Any]) -> None:
 
     def report(metrics: dict, directory: str | None) -> None:
         clean = {k: v for k, v in metrics.items() if isinstance(v, int | float | str)}
+        clean["wall_time"] = time.time()  # Tune's own timestamp is whole seconds: too coarse for spans
         if tracker:
             tracker.log_metrics(run_id, [m for m in metrics.get("history", []) if isinstance(m, dict)])
         ckpt = ray.tune.Checkpoint.from_directory(directory) if directory else None
@@ -153,6 +153,7 @@ def train_trial(config: dict[str, Any]) -> None:
         ds,
         normalization_for(spec, ds),
         extra_callbacks=[TuneReportCallback()],
+        knn=meta["metric"] == "knn20",
     )
     if result.error:
         raise result.error
@@ -183,20 +184,23 @@ def run_search(spec: JobSpec, log=print, fresh: bool = False, address: str | Non
     t = spec.tune
     i = stage_index(spec)
     stage = spec.stages[i]
-    metric, mode = _metric_mode(t)
+    chosen = resolve_metric(spec)
+    metric, mode = chosen.name, chosen.mode
     storage = str(Path(spec.checkpoint.storage_path).expanduser().resolve())
     name = f"{spec.name}-tune"
     out = Path(storage) / name
     if fresh:
         resume.remove([out], log)
     resume.guard(out, spec, has_work=out.exists(), search=True)
+    log(chosen.line())
     ensure_ray(address)
     tracker = (
         Tracker(spec.tracking.tracking_uri, spec.tracking.experiment or spec.name) if spec.tracking.enabled else None
     )
     parent = tracker.start_run(name, tags={"vitforge.search": name}) if tracker else None
     if tracker:
-        tracker.log_params(parent, {f"tune.{k}": v for k, v in t.model_dump(mode="json").items()})
+        params = {f"tune.{k}": v for k, v in t.model_dump(mode="json").items()}
+        tracker.log_params(parent, params | {"tune.metric": metric})  # "auto" logged as what it chose
         tracker.log_text(parent, dump_spec(spec), "job_spec.yaml")
     meta = {"spec": spec.model_dump(mode="json"), "init_from": spec.init_from, "metric": metric,
             "tracker": tracker.config() if tracker else None, "parent_run": parent}  # fmt: skip
@@ -211,15 +215,8 @@ def run_search(spec: JobSpec, log=print, fresh: bool = False, address: str | Non
         if t.scheduler == "asha"
         else FIFOScheduler()
     )
-    search_alg = None
-    if t.search_alg == "random":  # seeded: the same spec samples the same pairs
-        from ray.tune.search.basic_variant import BasicVariantGenerator
-
-        search_alg = BasicVariantGenerator(random_state=spec.seed)
-    if t.search_alg == "optuna":
-        from ray.tune.search.optuna import OptunaSearch
-
-        search_alg = OptunaSearch(seed=spec.seed)
+    limit = max_concurrent(spec)
+    log(f"at most {limit} trials at a time")
     fn = direct_trial if t.mode == "direct" else train_trial
     cpus = spec.scaling.cpus_per_worker if t.mode == "direct" else TRIAL_DRIVER_CPU
     trainable = tune.with_resources(fn, {"cpu": cpus})
@@ -229,7 +226,7 @@ def run_search(spec: JobSpec, log=print, fresh: bool = False, address: str | Non
         storage_path=storage,
         failure_config=tune.FailureConfig(max_failures=0),
         verbose=0,  # no per-trial tables and config dumps: one line per finished trial instead
-        callbacks=[_trial_lines(metric, mode, log)],
+        callbacks=[trial_lines(metric, mode, log)],
     )
     if tune.Tuner.can_restore(str(out)):
         log(f"resuming search {out}")
@@ -239,24 +236,21 @@ def run_search(spec: JobSpec, log=print, fresh: bool = False, address: str | Non
             trainable,
             param_space=space,
             tune_config=tune.TuneConfig(
-                metric=metric, mode=mode, scheduler=scheduler, search_alg=search_alg,
+                metric=metric, mode=mode, scheduler=scheduler, search_alg=search_algorithm(spec, limit),
                 num_samples=1 if t.search_alg == "grid" else t.num_samples,
-                max_concurrent_trials=max_concurrent(spec),
             ),
             run_config=run_config,
         )  # fmt: skip
     resume.record(out, spec, search=True)
     grid = tuner.fit()
-    table = _table(grid, metric, mode, spec, epochs)
+    table = results_table(grid, metric, mode, spec, epochs)
     if tracker:
         _settle_trial_runs(tracker, parent, table)
     best = next((r for r in table if r["status"] != ERROR and r["metric"] is not None), None)
     best_path = heat = None
     if best is not None:
         best_spec = trial_spec(spec, {k: best[k] for k in ("fast_lr", "slow_lr")} | best["extra"])
-        best_path = out / "best_job.yaml"
-        out.mkdir(parents=True, exist_ok=True)
-        best_path.write_text(dump_spec(best_spec))
+        best_path = write_best_job(best_spec, name, metric, best, out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "trials.json").write_text(json.dumps(table, indent=2))
     heat = heatmap_png(table, metric, out / "heatmap.png", f"{name}: {metric} ({mode})")
@@ -270,41 +264,25 @@ def run_search(spec: JobSpec, log=print, fresh: bool = False, address: str | Non
                                       "best.trial": best["trial_id"], f"best.{metric}": best["metric"]})  # fmt: skip
         tracker.log_metrics(parent, [{"step": 0, "compute_worker_s": compute, "trials": len(table)}])
         tracker.end_run(parent)
-    return SearchResult(table, best, best_path, heat, out, compute)
+    return SearchResult(table, metric, best, best_path, heat, out, compute)
 
 
-def _trial_lines(metric: str, mode: str, log):
-    """A Tune callback: one line per finished, stopped or failed trial, with the best so far."""
-    from ray import tune
+def search_algorithm(spec: JobSpec, limit: int):
+    """Tune's search algorithm for ``tune.search_alg``, holding the concurrency limit itself.
 
-    class TrialLines(tune.Callback):
-        def __init__(self) -> None:
-            self.best: tuple[float, str] | None = None
-            self.done = 0
+    Random and grid: a ``BasicVariantGenerator`` (grid points come from ``tune.grid_search`` in
+    the space), seeded so the same spec samples the same pairs. Optuna: its searcher under a
+    ``ConcurrencyLimiter``. ``TuneConfig.max_concurrent_trials`` is left unset: Tune drops it
+    with only a warning when a ``BasicVariantGenerator`` is passed.
+    """
+    if spec.tune.search_alg == "optuna":
+        from ray.tune.search import ConcurrencyLimiter
+        from ray.tune.search.optuna import OptunaSearch
 
-        def _line(self, trial, status: str) -> None:
-            self.done += 1
-            value = (trial.last_result or {}).get(metric)
-            cfg = trial.config or {}
-            pair = f"fast {float(cfg.get('fast_lr', 0)):.2e}" + (
-                f" slow {float(cfg['slow_lr']):.2e}" if "slow_lr" in cfg else f" ratio {float(cfg.get('ratio', 1)):.1f}"
-            )
-            if value is not None and (
-                self.best is None or (value < self.best[0] if mode == "min" else value > self.best[0])
-            ):
-                self.best = (value, trial.trial_id)
-            shown = "" if value is None else f" {metric} {value:.4f}"
-            best = f"; best {self.best[0]:.4f} ({self.best[1]})" if self.best else ""
-            iters = (trial.last_result or {}).get("training_iteration", 0)
-            log(f"trial {trial.trial_id} {status} after {iters} epochs: {pair}{shown}{best} [{self.done} done]")
+        return ConcurrencyLimiter(OptunaSearch(seed=spec.seed), max_concurrent=limit)
+    from ray.tune.search.basic_variant import BasicVariantGenerator
 
-        def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-            self._line(trial, "finished")
-
-        def on_trial_error(self, iteration, trials, trial, **info) -> None:
-            self._line(trial, "FAILED")
-
-    return TrialLines()
+    return BasicVariantGenerator(random_state=spec.seed, max_concurrent=limit)
 
 
 def _settle_trial_runs(tracker, parent: str | None, table: list[dict]) -> None:
@@ -324,74 +302,3 @@ def _settle_trial_runs(tracker, parent: str | None, table: list[dict]) -> None:
         if run_id:
             tracker.set_tags(run_id, {"vitforge.trial_status": row["status"], "vitforge.epochs": row["epochs"]})
             tracker.end_run(run_id, MLFLOW_STATUS[row["status"]])
-
-
-def _table(grid, metric: str, mode: str, spec: JobSpec, epochs: int) -> list[dict]:
-    workers = spec.scaling.num_workers if spec.tune.mode == "train" else 1
-    rows = []
-    for r in grid:
-        cfg = {k: v for k, v in (r.config or {}).items() if k != "_vitforge"}
-        fast = float(cfg.get("fast_lr", 0))
-        slow = float(cfg["slow_lr"]) if "slow_lr" in cfg else fast / float(cfg.get("ratio", 1))
-        df = r.metrics_dataframe
-        series = df[metric].dropna().tolist() if df is not None and metric in df else []
-        best_val = (min(series) if mode == "min" else max(series)) if series else None
-        elapsed = float(df["time_total_s"].max()) if df is not None and "time_total_s" in df else 0.0
-        rows.append({
-            "trial_id": (r.metrics or {}).get("trial_id") or Path(r.path).name,
-            "fast_lr": fast, "slow_lr": slow,
-            "extra": {k: v for k, v in cfg.items() if "." in k},
-            "status": ERROR if r.error else STOPPED_EARLY if len(series) < epochs else TERMINATED,
-            "error": _error_line(r.error),
-            "metric": best_val, "epochs": len(series), "worker_s": elapsed * workers,
-        })  # fmt: skip
-    sign = 1 if mode == "min" else -1
-    return sorted(rows, key=lambda x: (x["metric"] is None, sign * (x["metric"] or 0.0)))
-
-
-def _error_line(error: BaseException | None) -> str | None:
-    """The exception's own message (Ray wraps it under a header line and a traceback)."""
-    if error is None:
-        return None
-    lines = [x.strip() for x in str(error).splitlines() if x.strip()]
-    return next((x for x in reversed(lines) if "Error" in x or "Loss" in x), lines[-1] if lines else "")[:300]
-
-
-def heatmap_png(table: list[dict], metric: str, out: Path, title: str) -> Path:
-    """The metric over the (fast, slow) plane: a grid heatmap when the pairs form a grid, else a
-    log-log scatter coloured by the metric; failed trials marked with a cross."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fasts = sorted({r["fast_lr"] for r in table})
-    slows = sorted({r["slow_lr"] for r in table})
-    fig, ax = plt.subplots(figsize=(6, 5), dpi=110)
-    is_grid = len(fasts) * len(slows) == len(table) and len(table) > 1
-    if is_grid:
-        m = np.full((len(slows), len(fasts)), np.nan)
-        for r in table:
-            if r["metric"] is not None:
-                m[slows.index(r["slow_lr"]), fasts.index(r["fast_lr"])] = r["metric"]
-        im = ax.imshow(m, origin="lower", cmap="viridis")
-        ax.set_xticks(range(len(fasts)), [f"{v:.0e}" for v in fasts], rotation=45)
-        ax.set_yticks(range(len(slows)), [f"{v:.0e}" for v in slows])
-        for (yy, xx), v in np.ndenumerate(m):
-            ax.text(xx, yy, "failed" if np.isnan(v) else f"{v:.3f}", ha="center", va="center", fontsize=7,
-                    color="white")  # fmt: skip
-    else:
-        ok = [r for r in table if r["metric"] is not None]
-        im = ax.scatter([r["fast_lr"] for r in ok], [r["slow_lr"] for r in ok], c=[r["metric"] for r in ok],
-                        cmap="viridis", s=80, edgecolors="k")  # fmt: skip
-        bad = [r for r in table if r["metric"] is None]
-        ax.scatter([r["fast_lr"] for r in bad], [r["slow_lr"] for r in bad], marker="x", c="red", s=80, label="failed")
-        ax.set(xscale="log", yscale="log")
-        if bad:
-            ax.legend()
-    ax.set(xlabel="fast lr", ylabel="slow lr", title=title)
-    fig.colorbar(im, ax=ax, label=metric)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
