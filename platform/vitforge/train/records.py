@@ -10,12 +10,10 @@ from vitforge.tracking import Tracker, data_record, describe_stage, log_data_inp
 from vitforge.train.inputs import builtin_options
 
 
-def log_job_data(tracker: Tracker, run_ids: list[str | None], spec: JobSpec, rows: int) -> None:
-    """The training split as each run's dataset input (source, digest, ``rows`` examples)."""
+def log_job_data(tracker: Tracker, run_id: str | None, spec: JobSpec, rows: int) -> None:
+    """The training split as the run's dataset input (source, digest, ``rows`` examples)."""
     d = spec.data
-    record = data_record(d.source, d.split, rows, builtin_options(spec), d.format)
-    for run_id in run_ids:
-        log_data_input(tracker, run_id, record)
+    log_data_input(tracker, run_id, data_record(d.source, d.split, rows, builtin_options(spec), d.format))
 
 
 def register_last_stage(tracker: Tracker, run_id: str | None, spec: JobSpec, export: Path, final: dict) -> str | None:

@@ -277,7 +277,7 @@ def _train_stage(job: _Job, i: int, init_from: str | None) -> StageResult:
         if tracker:
             tracker.log_params(child, flatten(stage.model_dump(mode="json")))
             tracker.log_dict(child, deepspeed_config(spec, spec.micro_batch(i)), "deepspeed_config.json")
-            log_job_data(tracker, [child], spec, len(job.ds))
+            log_job_data(tracker, child, spec, len(job.ds))
         t0 = time.perf_counter()
         history_path = job_dir(spec) / f"history-{i}-{stage.name}.jsonl"
         planned = _planned_steps(spec, i, len(job.ds))
@@ -395,5 +395,5 @@ def _start_job_run(tracker: Tracker, spec: JobSpec, rows: int) -> str | None:
     parent = tracker.start_run(spec.name, tags=tags)
     tracker.log_params(parent, flatten(spec.model_dump(mode="json")))
     tracker.log_text(parent, dump_spec(spec), "job_spec.yaml")
-    log_job_data(tracker, [parent], spec, rows)
+    log_job_data(tracker, parent, spec, rows)
     return parent
