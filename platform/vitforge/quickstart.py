@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vitforge.config import JobSpec, load_spec
-from vitforge.tracking import Tracker
+from vitforge.tracking import Tracker, log_evaluation
 
 
 def default_spec() -> JobSpec:
@@ -17,7 +17,8 @@ def default_spec() -> JobSpec:
 
 def evaluate_mae_ct(spec: JobSpec, mae_export: str, final_export: str, tracker=None) -> dict[str, dict]:
     """Held-out k-NN, linear probe and clustering of raw pixels, a randomly initialised encoder of
-    the same size, the MAE encoder and the MAE-CT encoder; logged on the MAE-CT stage's run."""
+    the same size, the MAE encoder and the MAE-CT encoder; logged on the MAE-CT stage's run and the
+    job's run, the MAE-CT encoder's own numbers also on its registered model version."""
     import torch
 
     from vitforge.eval.evaluate import evaluate, raw_pixel_card
@@ -37,11 +38,11 @@ def evaluate_mae_ct(spec: JobSpec, mae_export: str, final_export: str, tracker=N
         evals[label] = evaluate(export, out_dir=Path(export) / "eval", name=label, **common)
     if tracker is not None and card.get("mlflow_run_id"):
         run_id = card["mlflow_run_id"]
-        row = {"step": 0}
+        row = {}
         for label, m in evals.items():
             key = label.lower().replace(" ", "_").replace("-", "")
             row |= {f"eval_{key}_{k}": v for k, v in m.items()}
-        tracker.log_metrics(run_id, [row])
+        log_evaluation(tracker, run_id, row, model_metrics=evals["MAE-CT"], summary=evals)
         tracker.log_artifacts(run_id, Path(final_export) / "eval", "eval")
     return evals
 
@@ -82,8 +83,7 @@ def run_quickstart(spec_path: str | None, cloob: bool, echo: Callable[[str], Non
         zs = shapes_zero_shot(cres[-1].export_dir, {**cspec.data.builtin_options, "size": cspec.model.img_size})
         evals["CLOOB"] = zs
         run_id = read_card(cres[-1].export_dir).get("mlflow_run_id")
-        if run_id:
-            tracker.log_metrics(run_id, [{"step": 0, **{f"eval_zeroshot_{k}": v for k, v in zs.items()}}])
+        log_evaluation(tracker, run_id, {f"eval_zeroshot_{k}": v for k, v in zs.items()}, model_metrics=zs)
     console.print(table)
     if zs:
         console.print(

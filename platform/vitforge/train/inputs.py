@@ -37,12 +37,15 @@ def load_train_data(spec: JobSpec, split: str | None = None):
         d.label_column,
         d.caption_column,
         require_captions=any(s.tokens for s in spec.stages),
-        builtin_options={"size": spec.model.img_size, **d.builtin_options} if _builtin(spec) else None,
+        builtin_options=builtin_options(spec),
     )
 
 
-def _builtin(spec: JobSpec) -> bool:
-    return spec.data.format == "builtin" or (spec.data.format is None and spec.data.source in BUILTINS)
+def builtin_options(spec: JobSpec) -> dict | None:
+    """The options a built-in source is generated with (its image size the model's), or None when
+    the source is not a built-in."""
+    builtin = spec.data.format == "builtin" or (spec.data.format is None and spec.data.source in BUILTINS)
+    return {"size": spec.model.img_size, **spec.data.builtin_options} if builtin else None
 
 
 def normalization_for(spec: JobSpec, ds) -> dict[str, list[float]]:

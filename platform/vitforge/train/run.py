@@ -20,11 +20,12 @@ import torch
 
 from vitforge.config import JobSpec
 from vitforge.inference import CARD
-from vitforge.tracking import Tracker, flatten, git_info, log_figure_rows, metrics_callback, register_encoder
+from vitforge.tracking import Tracker, flatten, git_info, log_figure_rows, log_stage_summary, metrics_callback
 from vitforge.train import engine as eng
 from vitforge.train import resume
 from vitforge.train.export import save_export
 from vitforge.train.inputs import load_train_data, make_batch_maker, normalization_for
+from vitforge.train.records import log_job_data, register_last_stage
 
 
 @dataclass
@@ -222,7 +223,7 @@ def run_job(
     ensure_ray(address)
     if tracker is None and spec.tracking.enabled:
         tracker = Tracker(spec.tracking.tracking_uri, spec.tracking.experiment or spec.name)
-    job.tracker, job.parent = tracker, (_start_job_run(tracker, spec) if tracker else None)
+    job.tracker, job.parent = tracker, (_start_job_run(tracker, spec, len(ds)) if tracker else None)
     results: list[StageResult] = []
     try:
         for i, stage in enumerate(spec.stages):
@@ -278,6 +279,7 @@ def _train_stage(job: _Job, i: int, init_from: str | None) -> StageResult:
         if tracker:
             tracker.log_params(child, flatten(stage.model_dump(mode="json")))
             tracker.log_dict(child, deepspeed_config(spec, spec.micro_batch(i)), "deepspeed_config.json")
+            log_job_data(tracker, child, spec, len(job.ds))
         t0 = time.perf_counter()
         history_path = job_dir(spec) / f"history-{i}-{stage.name}.jsonl"
         planned = _planned_steps(spec, i, len(job.ds))
@@ -309,17 +311,15 @@ def _train_stage(job: _Job, i: int, init_from: str | None) -> StageResult:
 
 
 def _log_stage(tracker: Tracker, child, spec: JobSpec, i: int, export: Path, history, final, wall, log) -> None:
-    """The stage's MLflow run: wall time, loss plots, the export; the last stage's encoder registered."""
+    """The stage's MLflow run: wall time, loss plots, the export; its final loss (and evaluation) on
+    the job's run as ``<i>-<stage>.<metric>``; the last stage's encoder registered."""
     stage = spec.stages[i]
     tracker.log_metrics(child, [{"step": final.get("step", 0), "stage_wall_s": wall}])
+    log_stage_summary(tracker, tracker.parent_of(child), f"{i}-{stage.name}", final)
     log_figure_rows(tracker, child, history, f"{i}-{stage.name}")
     tracker.log_artifacts(child, export, "export")
-    if i == len(spec.stages) - 1:
-        name = spec.tracking.registered_model or spec.name
-        version = register_encoder(tracker, child, export, name, spec.tracking.alias)
-        if version:
-            alias = f" and models:/{name}@{spec.tracking.alias}" if spec.tracking.alias else ""
-            log(f"registered models:/{name}/{version}{alias}")
+    if i == len(spec.stages) - 1 and (registered := register_last_stage(tracker, child, spec, export, final)):
+        log(f"registered {registered}")
     tracker.end_run(child)
 
 
@@ -379,8 +379,9 @@ class _Progress:
             self.bar.stop()
 
 
-def _start_job_run(tracker: Tracker, spec: JobSpec) -> str | None:
-    """The parent run: flattened spec as params, the spec as YAML, git, Ray job and cluster."""
+def _start_job_run(tracker: Tracker, spec: JobSpec, rows: int) -> str | None:
+    """The parent run: flattened spec as params, the spec as YAML, the data (``rows`` examples) as a
+    dataset input, git (also as MLflow's source), Ray job and cluster."""
     import ray
 
     from vitforge.config import dump_spec
@@ -396,4 +397,5 @@ def _start_job_run(tracker: Tracker, spec: JobSpec) -> str | None:
     parent = tracker.start_run(spec.name, tags=tags)
     tracker.log_params(parent, flatten(spec.model_dump(mode="json")))
     tracker.log_text(parent, dump_spec(spec), "job_spec.yaml")
+    log_job_data(tracker, parent, spec, rows)
     return parent

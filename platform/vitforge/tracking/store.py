@@ -1,12 +1,4 @@
-"""Every MLflow call goes through here.
-
-- Embedded default: ``sqlite:///<cwd>/mlruns.db`` with artifacts in ``<cwd>/mlartifacts``;
-  a tracking URI from the job spec or ``MLFLOW_TRACKING_URI`` points at a server instead.
-- One parent run per job, a nested child run per stage and per Tune trial, in the job's
-  experiment.
-- Logging never kills training: a failed call is retried with back-off, then warned about once,
-  and dropped. A wrong URI at start fails fast with :class:`TrackingError`.
-"""
+"""The store: which URI, is it reachable, and :class:`Tracker`, the failure-tolerant client."""
 
 from __future__ import annotations
 
@@ -14,7 +6,6 @@ import json
 import logging
 import os
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -24,15 +15,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
-
-import vitforge
-
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 DEFAULT_DB = "mlruns.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
+# The MLflow 3 UI opens an experiment in the mode this tag names; without it, it guesses (and may
+# guess GenAI). mlflow has no Python constant for it: the values are the UI's ExperimentKind enum.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 
 class TrackingError(RuntimeError):
@@ -100,18 +91,28 @@ def flatten(d: dict, prefix: str = "") -> dict[str, str]:
 
 
 def git_info(path: str | Path = ".") -> dict[str, str]:
-    """Commit and dirty flag of the code being run, when it is a git checkout."""
+    """Commit, dirty flag, branch and remote of the code in ``path``, when git tracks it there: both
+    vitforge's own tags and MLflow's ``mlflow.source.*``, which the UI shows as the run's source
+    (named by the remote, else the checkout's folder). Empty when git does not track ``path`` (an
+    installed package inside someone else's checkout, or no checkout at all)."""
 
     def run(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=path, capture_output=True, text=True, timeout=10).stdout.strip()
 
     try:
-        commit = run("rev-parse", "HEAD")
-        if not commit:
+        head = run("rev-parse", "HEAD", "--show-toplevel").splitlines()
+        if len(head) != 2 or not run("ls-files", "--", "."):
             return {}
-        return {"git.commit": commit, "git.dirty": str(bool(run("status", "--porcelain")))}
+        dirty, branch = bool(run("status", "--porcelain")), run("branch", "--show-current")
+        url = run("remote", "get-url", "origin")
     except (OSError, subprocess.SubprocessError):
         return {}
+    commit, top = head
+    tags = {"git.commit": commit, "git.dirty": str(dirty)}
+    tags |= {"mlflow.source.git.commit": commit, "mlflow.source.git.dirty": str(dirty).lower()}
+    tags |= {"mlflow.source.type": "PROJECT", "mlflow.source.name": url or top}
+    tags |= {"mlflow.source.git.branch": branch} if branch else {}
+    return tags | ({"mlflow.source.git.repoURL": url} if url else {})
 
 
 class Tracker:
@@ -144,13 +145,17 @@ class Tracker:
         self.experiment_name = experiment
         try:
             exp = self.client.get_experiment_by_name(experiment)
-            self.experiment_id = (
-                exp.experiment_id
-                if exp
-                else self.client.create_experiment(experiment, artifact_location=default_artifact_root(self.uri))
-            )
+            kind = {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+            if exp is None:
+                root = default_artifact_root(self.uri)
+                self.experiment_id = self.client.create_experiment(experiment, artifact_location=root, tags=kind)
+            else:
+                self.experiment_id = exp.experiment_id
         except Exception as e:  # the store itself is unusable: that is a start-up error
             raise TrackingError(f"cannot use MLflow tracking store {self.uri}: {e}") from None
+        if exp is not None and EXPERIMENT_KIND_TAG not in exp.tags:  # an older one; a kind set in the UI stays
+            set_kind = self.client.set_experiment_tag
+            self._safe("set_experiment_tag", lambda: set_kind(self.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND))
 
     def config(self) -> dict[str, Any]:
         """What a Train callback needs to rebuild this tracker in another process."""
@@ -184,6 +189,11 @@ class Tracker:
             all_tags["mlflow.parentRunId"] = parent_id
         run = self._safe("create_run", lambda: self.client.create_run(self.experiment_id, run_name=name, tags=all_tags))
         return run.info.run_id if run else None
+
+    def parent_of(self, run_id: str | None) -> str | None:
+        """The job's run that ``run_id`` (a stage's) is nested in, if any."""
+        run = self._safe("get_run", lambda: self.client.get_run(run_id)) if run_id else None
+        return run.data.tags.get("mlflow.parentRunId") if run else None
 
     def end_run(self, run_id: str | None, status: str = "FINISHED") -> None:
         if run_id:
@@ -223,6 +233,11 @@ class Tracker:
             chunk = metrics[i : i + 1000]
             self._safe("log_metrics", lambda chunk=chunk: self.client.log_batch(run_id, metrics=chunk))
 
+    def log_inputs(self, run_id: str | None, datasets: list) -> None:
+        """``mlflow.entities.DatasetInput`` records: what the run read (see ``tracking.inputs``)."""
+        if run_id and datasets:
+            self._safe("log_inputs", lambda: self.client.log_inputs(run_id, datasets=datasets))
+
     def log_artifact(self, run_id: str | None, path: str | Path, artifact_path: str | None = None) -> None:
         if run_id:
             self._safe("log_artifact", lambda: self.client.log_artifact(run_id, str(path), artifact_path))
@@ -238,136 +253,3 @@ class Tracker:
     def log_dict(self, run_id: str | None, data: dict, artifact_file: str) -> None:
         if run_id:
             self._safe("log_dict", lambda: self.client.log_dict(run_id, data, artifact_file))
-
-
-def loss_curve_png(history: list[dict], title: str, out: str | Path) -> Path:
-    """Loss (and the two learning rates) against step, as a PNG a person can read."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = [h["step"] for h in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=110)
-    ax1.plot(steps, [h["loss"] for h in history], color="tab:blue", lw=1.5)
-    ax1.set(xlabel="step", ylabel="loss", title=f"{title}: loss")
-    ax1.grid(alpha=0.3)
-    # The slow group dashed, so both stay visible when the pair is equal.
-    for key, colour, style in (("lr_fast", "tab:red", "-"), ("lr_slow", "tab:green", "--")):
-        if any(key in h for h in history):
-            values = [h.get(key, float("nan")) for h in history]
-            ax2.plot(steps, values, color=colour, ls=style, lw=1.5, label=key.replace("_", " "))
-    ax2.set(xlabel="step", ylabel="learning rate", title="TTUR learning rates")
-    ax2.legend()
-    ax2.grid(alpha=0.3)
-    fig.tight_layout()
-    out = Path(out)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
-
-
-def metrics_callback(tracker_config: dict, run_id: str | None, history_path: str):
-    """A Ray Train ``UserCallback`` (it runs in the Train controller): every report's rank-0 metric
-    history goes to the stage's MLflow run and to a JSONL file. Tracking failures never stop it."""
-    from ray.train import UserCallback
-
-    class MetricsCallback(UserCallback):
-        def __init__(self) -> None:
-            self._tracker: Tracker | None = None
-
-        def _get_tracker(self) -> Tracker | None:
-            if self._tracker is None and run_id:
-                try:
-                    self._tracker = Tracker(**tracker_config, check=False)
-                except TrackingError as e:
-                    warnings.warn(f"MLflow unavailable in the Train controller: {e}", stacklevel=2)
-            return self._tracker
-
-        def after_report(self, run_context, metrics, checkpoint) -> None:
-            # One dict per worker; rank 0's carries every step logged since the last report.
-            if not metrics or not metrics[0]:
-                return
-            rows = [r for r in metrics[0].get("history", [metrics[0]]) if isinstance(r, dict)]
-            with open(history_path, "a") as f:
-                for r in rows:
-                    f.write(json.dumps(r) + "\n")
-            tracker = self._get_tracker()
-            if tracker:
-                tracker.log_metrics(run_id, rows)
-
-    return MetricsCallback()
-
-
-def log_figure_rows(tracker: Tracker, run_id: str | None, history: list[dict], name: str) -> None:
-    """Loss-curve PNG of ``history`` logged under ``plots/``."""
-    if not history:
-        return
-    with tempfile.TemporaryDirectory() as d:
-        png = loss_curve_png(history, name, Path(d) / f"loss_{name}.png")
-        tracker.log_artifact(run_id, png, "plots")
-
-
-def _pyfunc_class():
-    import mlflow.pyfunc
-
-    class EncoderModel(mlflow.pyfunc.PythonModel):
-        """``predict(images)``: uint8 (N, H, W, 3) -> L2-normalized embeddings (N, D), float32.
-
-        Loads the vitforge export (safetensors + model card) shipped as the ``export`` artifact.
-        """
-
-        def load_context(self, context) -> None:
-            from vitforge.inference import load_encoder
-
-            self.model, self.card = load_encoder(context.artifacts["export"])
-
-        def predict(self, context, model_input, params=None):
-
-            from vitforge.inference import encode_images
-
-            return encode_images(self.model, self.card, np.asarray(model_input)).numpy().astype("float32")
-
-    return EncoderModel
-
-
-def register_encoder(
-    tracker: Tracker, run_id: str | None, export_dir: str | Path, name: str, alias: str | None = None
-) -> str | None:
-    """Log the export as an MLflow pyfunc model in ``run_id`` and register it as ``name``.
-
-    Returns the registered version (``models:/NAME/VERSION``, ``models:/NAME/latest``, and
-    ``models:/NAME@alias`` when ``alias`` is given), or None when tracking is unavailable.
-    """
-    import mlflow
-    from mlflow.models import infer_signature
-
-    from vitforge.inference import encode_images, load_encoder
-
-    if not run_id:
-        return None
-    model, card = load_encoder(export_dir)
-    size = card["model"]["img_size"]
-    example = np.random.default_rng(0).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
-    signature = infer_signature(example, encode_images(model, card, example).numpy())
-    code = str(Path(vitforge.__file__).parent)
-
-    def log() -> str:
-        with use_tracking_uri(tracker.uri), mlflow.start_run(run_id=run_id):
-            info = mlflow.pyfunc.log_model(
-                name="encoder",
-                python_model=_pyfunc_class()(),
-                artifacts={"export": str(export_dir)},
-                signature=signature,
-                input_example=example,
-                code_paths=[code],
-                # Listing requirements skips a slow environment inference.
-                pip_requirements=["torch", "numpy", "safetensors", "pydantic", "pyyaml", "pillow"],
-                registered_model_name=name,
-            )
-        return str(info.registered_model_version)
-
-    version = tracker._safe("register_model", log)
-    if version and alias:
-        tracker._safe("set_alias", lambda: tracker.client.set_registered_model_alias(name, alias, version))
-    return version
