@@ -55,30 +55,24 @@ def train(
     Example: vitforge train jobs/tiny-mae-ct.yaml --set deepspeed.zero_stage=3
     """
     from rich.console import Console
-    from rich.table import Table
+    from rich.markup import escape
 
     from vitforge.train.resume import SpecChanged
     from vitforge.train.run import run_job
+    from vitforge.train.story import summary
 
     job = spec_or_exit(spec, overrides)
     console = Console()
 
-    def log(msg: str) -> None:
-        console.print(f"[bold cyan]vitforge[/] {msg}")
+    def log(msg: str) -> None:  # soft_wrap: a long path wraps in the terminal, not cut into lines
+        console.print(f"[bold cyan]vitforge[/] {escape(msg)}", soft_wrap=True)
 
     try:
         results = run_job(job, log=log, show=True, fresh=fresh, address=address)
     except SpecChanged as e:
         raise fail(str(e)) from None
-    table = Table(title=f"job {job.name}")
-    for col in ("stage", "wall s", "steps", "loss first -> last", "img/s total", "export"):
-        table.add_column(col)
-    for r in results:
-        h = r.history
-        loss = f"{h[0]['loss']:.4f} -> {h[-1]['loss']:.4f}" if h else "(resumed: skipped)"
-        ips = f"{sum(x['img_per_s_total'] for x in h) / len(h):.0f}" if h else ""
-        table.add_row(r.name, f"{r.wall_s:.1f}", str(h[-1]["step"]) if h else "", loss, ips, r.export_dir)
-    console.print(table)
+    # Plain lines, not a table: a table cuts the export paths to the terminal's width.
+    typer.echo("\n".join([f"job {job.name} done:", *summary(job, results)]))
 
 
 config_app = typer.Typer(no_args_is_help=True, help="The job spec schema.")

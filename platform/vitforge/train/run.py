@@ -25,6 +25,7 @@ from vitforge.train import engine as eng
 from vitforge.train import resume
 from vitforge.train.export import save_export
 from vitforge.train.inputs import load_train_data, make_batch_maker, normalization_for
+from vitforge.train.story import JobResults, log_start
 
 
 @dataclass
@@ -37,7 +38,7 @@ class StageResult:
     skipped: bool = False
 
 
-def ensure_ray(address: str | None = None) -> None:
+def ensure_ray(address: str | None = None) -> str | None:
     """Ray for this process, set up once: the cluster at ``address`` (or ``RAY_ADDRESS``) if given,
     else a new local one for this machine.
 
@@ -45,33 +46,34 @@ def ensure_ray(address: str | None = None) -> None:
     while every core runs a Train worker (else the map stage waits forever); the dashboard on
     (finished Train runs otherwise leak placement groups); DS_ACCELERATOR passed on. It is
     isolated (``address="local"``) even when a ``ray start`` cluster runs on this machine: without
-    that, ray.init() finds the cluster and refuses ``num_cpus``.
+    that, ray.init() finds the cluster and refuses ``num_cpus``. Returns the dashboard's URL.
     """
     import ray
 
     from vitforge.train.engine import cpu_accelerator_env
 
     if ray.is_initialized():
-        return
+        return getattr(ensure_ray, "dashboard_url", None)  # ray.init's, kept: it cannot be asked twice
     cpu_accelerator_env()
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address)
+        ensure_ray.dashboard_url = ray.init(address=address).dashboard_url
         print(f"vitforge: connected to the Ray cluster at {address}")
-        return
+        return ensure_ray.dashboard_url
     env = {k: os.environ[k] for k in ("DS_ACCELERATOR",) if k in os.environ}
     # Worker logs stay in the session's log folder; the driver shows progress bars instead.
-    ray.init(
+    ensure_ray.dashboard_url = ray.init(
         address="local",
         num_cpus=max(4, 2 * (os.cpu_count() or 1)),
         include_dashboard=True,
         log_to_driver=False,
         runtime_env={"env_vars": env},
-    )
+    ).dashboard_url
     print(
         f"vitforge: started a local Ray ({ray.cluster_resources().get('CPU', 0):.0f} logical CPUs);"
         " pass --address auto (or set RAY_ADDRESS) to use a running cluster instead"
     )
+    return ensure_ray.dashboard_url
 
 
 def job_dir(spec: JobSpec) -> Path:
@@ -217,11 +219,12 @@ def run_job(
     init_from = _checked_init_from(spec)  # a wrong or missing export before anything starts
     ds = load_train_data(spec)  # data errors too
     job = _Job(spec, ds, normalization_for(spec, ds), log, probe_dir, show)
-    ensure_ray(address)
+    dashboard = ensure_ray(address)
     if tracker is None and spec.tracking.enabled:
         tracker = Tracker(spec.tracking.tracking_uri, spec.tracking.experiment or spec.name)
+    log_start(log, spec, ds, exports, tracker, dashboard)  # the data, each stage's plan, where things go
     job.tracker, job.parent = tracker, (_start_job_run(tracker, spec) if tracker else None)
-    results: list[StageResult] = []
+    results = JobResults.for_run(tracker, job.parent)
     try:
         for i, stage in enumerate(spec.stages):
             if (exports[i] / CARD).is_file():
