@@ -77,9 +77,10 @@ def banner(
         per_epoch, steps = plan(spec, i, rows)
         lr, opt = base_lrs(stage), stage.optimizer
         scaled = f" ({opt.lr_scaling} scaling from {opt.fast_lr:.2e}, {opt.slow_lr:.2e})"
+        epochs = "epoch" if stage.epochs == 1 else "epochs"
         micro = f", micro-batch {spec.micro_batch(i)} x {zero.grad_accum} accumulated" if zero.grad_accum > 1 else ""
         lines.append(
-            f"stage {i} {stage.name}: {steps} steps ({stage.epochs:g} epochs of {per_epoch}),"
+            f"stage {i} {stage.name}: {steps} steps ({stage.epochs:g} {epochs} of {per_epoch}),"
             f" batch {stage.global_batch_size} ({stage.global_batch_size // workers} per worker{micro}),"
             f" lr fast {lr['fast']:.2e} slow {lr['slow']:.2e}{scaled if opt.lr_scaling != 'none' else ''}"
         )
