@@ -9,7 +9,7 @@ import typer
 import vitforge
 from vitforge import submit as sub
 from vitforge.cli_serve import data_app, serve_app
-from vitforge.cli_util import fail, run_cli, spec_or_exit
+from vitforge.cli_util import SET_OPTION, fail, run_cli, spec_or_exit
 
 # Errors: one line (cli_util.run_cli), the traceback in a file or with --debug.
 app = typer.Typer(
@@ -43,7 +43,7 @@ app.add_typer(serve_app, name="serve")
 @app.command()
 def train(
     spec: str = typer.Argument(..., help="Job spec YAML (see jobs/)."),
-    overrides: list[str] = typer.Option(None, "--set", help="Override a field: --set stages.0.epochs=2"),
+    overrides: list[str] = SET_OPTION,
     address: str = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)."),
     fresh: bool = typer.Option(False, "--fresh", help="Delete this job's earlier checkpoints and exports first."),
 ) -> None:
@@ -55,30 +55,24 @@ def train(
     Example: vitforge train jobs/tiny-mae-ct.yaml --set deepspeed.zero_stage=3
     """
     from rich.console import Console
-    from rich.table import Table
+    from rich.markup import escape
 
     from vitforge.train.resume import SpecChanged
     from vitforge.train.run import run_job
+    from vitforge.train.story import summary
 
     job = spec_or_exit(spec, overrides)
     console = Console()
 
-    def log(msg: str) -> None:
-        console.print(f"[bold cyan]vitforge[/] {msg}")
+    def log(msg: str) -> None:  # soft_wrap: a long path wraps in the terminal, not cut into lines
+        console.print(f"[bold cyan]vitforge[/] {escape(msg)}", soft_wrap=True)
 
     try:
         results = run_job(job, log=log, show=True, fresh=fresh, address=address)
     except SpecChanged as e:
         raise fail(str(e)) from None
-    table = Table(title=f"job {job.name}")
-    for col in ("stage", "wall s", "steps", "loss first -> last", "img/s total", "export"):
-        table.add_column(col)
-    for r in results:
-        h = r.history
-        loss = f"{h[0]['loss']:.4f} -> {h[-1]['loss']:.4f}" if h else "(resumed: skipped)"
-        ips = f"{sum(x['img_per_s_total'] for x in h) / len(h):.0f}" if h else ""
-        table.add_row(r.name, f"{r.wall_s:.1f}", str(h[-1]["step"]) if h else "", loss, ips, r.export_dir)
-    console.print(table)
+    # Plain lines, not a table: a table cuts the export paths to the terminal's width.
+    typer.echo("\n".join([f"job {job.name} done:", *summary(job, results)]))
 
 
 config_app = typer.Typer(no_args_is_help=True, help="The job spec schema.")
@@ -102,7 +96,7 @@ def config_schema() -> None:
 @config_app.command("validate")
 def config_validate(
     spec: str = typer.Argument(..., help="Job spec YAML."),
-    overrides: list[str] = typer.Option(None, "--set", help="Override a field (repeatable): --set a.b=c"),
+    overrides: list[str] = SET_OPTION,
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Also check the data (one sample decodes), resources, storage and MLflow."
     ),
@@ -127,7 +121,7 @@ def config_validate(
 @app.command("tune")
 def tune_cmd(
     spec: str = typer.Argument(..., help="Job spec YAML with a 'tune' section (see jobs/tiny-ttur.yaml)."),
-    overrides: list[str] = typer.Option(None, "--set", help="Override a field: --set tune.num_samples=16"),
+    overrides: list[str] = SET_OPTION,
     address: str = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)."),
     fresh: bool = typer.Option(False, "--fresh", help="Delete this search's earlier trials first."),
 ) -> None:
@@ -169,7 +163,7 @@ def tune_cmd(
 @app.command()
 def submit(
     spec: str = typer.Argument(..., help="Job spec YAML."),
-    overrides: list[str] = typer.Option(None, "--set", help="Override a field: --set a.b=c"),
+    overrides: list[str] = SET_OPTION,
     address: str = typer.Option(None, envvar="RAY_ADDRESS", help="Ray dashboard address, e.g. http://HEAD:8265."),
     follow: bool = typer.Option(True, help="Stream the job's logs until it ends."),
 ) -> None:
@@ -196,6 +190,11 @@ def submit(
         raise typer.Exit(0 if status == "SUCCEEDED" else 1)
 
 
+# Shared by the jobs subcommands.
+_SID = typer.Argument(..., help="Submission id: vitforge-<job name> for `vitforge submit` (see `vitforge jobs list`).")
+_ADDRESS = typer.Option(None, envvar="RAY_ADDRESS", help="Ray dashboard address, e.g. http://HEAD:8265.")
+
+
 def _jobs_client(address: str | None):
 
     try:
@@ -205,14 +204,14 @@ def _jobs_client(address: str | None):
 
 
 @jobs_app.command("list")
-def jobs_list(address: str = typer.Option(None, envvar="RAY_ADDRESS")) -> None:
+def jobs_list(address: str = _ADDRESS) -> None:
     """List submitted jobs with their status. Example: vitforge jobs list --address http://head:8265"""
     for j in _jobs_client(address).list_jobs():
         typer.echo(f"{j.submission_id or j.job_id}\t{j.status}\t{(j.entrypoint or '')[:60]}")
 
 
 @jobs_app.command("status")
-def jobs_status(sid: str, address: str = typer.Option(None, envvar="RAY_ADDRESS")) -> None:
+def jobs_status(sid: str = _SID, address: str = _ADDRESS) -> None:
     """Print a job's status (exit 1 if FAILED/STOPPED). Example: vitforge jobs status vitforge-quickstart"""
     status = str(_jobs_client(address).get_job_status(sid)).split(".")[-1]
     typer.echo(status)
@@ -221,7 +220,9 @@ def jobs_status(sid: str, address: str = typer.Option(None, envvar="RAY_ADDRESS"
 
 @jobs_app.command("logs")
 def jobs_logs(
-    sid: str, address: str = typer.Option(None, envvar="RAY_ADDRESS"), follow: bool = typer.Option(False, "--follow")
+    sid: str = _SID,
+    address: str = _ADDRESS,
+    follow: bool = typer.Option(False, "--follow", help="Stream the logs until the job ends."),
 ) -> None:
     """Print (or --follow) a job's logs. Example: vitforge jobs logs vitforge-quickstart --follow"""
 
@@ -232,17 +233,19 @@ def jobs_logs(
 
 
 @jobs_app.command("stop")
-def jobs_stop(sid: str, address: str = typer.Option(None, envvar="RAY_ADDRESS")) -> None:
+def jobs_stop(sid: str = _SID, address: str = _ADDRESS) -> None:
     """Stop a running job. Example: vitforge jobs stop vitforge-quickstart"""
     typer.echo("stop requested" if _jobs_client(address).stop_job(sid) else "job was not running")
 
 
 @app.command("eval")
 def eval_cmd(
-    model_ref: str = typer.Argument(..., help="Export folder or MLflow URI models:/NAME/VERSION."),
+    model_ref: str = typer.Argument(
+        ..., help="An export folder, or a registered model: models:/NAME/VERSION or models:/NAME@alias."
+    ),
     source: str = typer.Argument("digits-cluttered", help="Dataset with a train and a test split."),
-    train_split: str = typer.Option("train"),
-    test_split: str = typer.Option("test"),
+    train_split: str = typer.Option("train", help="Split the k-NN index and the probe are fitted on."),
+    test_split: str = typer.Option("test", help="Split the metrics are measured on."),
     out_dir: str = typer.Option("eval", help="Where metrics.json and the plots go."),
     probe: bool = typer.Option(True, help="Run the linear probe."),
 ) -> None:

@@ -37,9 +37,9 @@ def data_export(
 def data_info(
     source: str = typer.Argument(..., help="A built-in name, a folder, a .parquet/.arrow file or a URI."),
     split: str = typer.Option("train", help="Split to read."),
-    image_column: str = typer.Option("image"),
-    caption_column: str = typer.Option("caption"),
-    label_column: str = typer.Option("label"),
+    image_column: str = typer.Option("image", help="Column holding the images."),
+    caption_column: str = typer.Option("caption", help="Column holding the captions (optional)."),
+    label_column: str = typer.Option("label", help="Column holding the class labels (optional)."),
 ) -> None:
     """Check a data source: format, rows, labels, captions and normalization statistics.
 
@@ -66,9 +66,9 @@ serve_app = typer.Typer(no_args_is_help=True, help="Serve encoders over HTTP and
 def serve_up(
     models: list[str] = typer.Argument(..., help="NAME=MODEL_REF pairs: an export folder or models:/NAME/VERSION."),
     port: int = typer.Option(8000, help="HTTP port on 127.0.0.1 (use `serve run serve/*.yaml` for clusters)."),
-    host: str = typer.Option("127.0.0.1"),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0: every interface)."),
     gallery: str = typer.Option(None, help="Gallery (.safetensors) for /v1/search, served by the first model."),
-    max_batch_size: int = typer.Option(32),
+    max_batch_size: int = typer.Option(32, help="Most images a replica embeds in one batched forward pass."),
     address: str = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)."),
     api_key_file: Path = typer.Option(
         None,
@@ -124,7 +124,7 @@ def serve_gallery(
     export_dir: str = typer.Argument(..., help="Export folder of the model whose space the gallery is in."),
     source: str = typer.Argument(..., help="Dataset: a built-in name, a folder, .parquet or a URI."),
     out: str = typer.Argument(..., help="Output path (writes OUT.safetensors and OUT.json)."),
-    split: str = typer.Option("train"),
+    split: str = typer.Option("train", help="Split to embed."),
 ) -> None:
     """Embed a dataset into a search gallery for /v1/search.
 
@@ -146,7 +146,7 @@ def serve_embed(
     url: str = typer.Option("http://127.0.0.1:8000", help="Endpoint base URL."),
     out: str = typer.Option("embeddings.npz", help="Output .npz with 'paths' and 'embeddings'."),
     model: str = typer.Option(None, help="Served model name (default model when omitted)."),
-    batch_size: int = typer.Option(32),
+    batch_size: int = typer.Option(32, help="Images sent per request."),
     api_key: str = typer.Option(None, envvar="VITFORGE_API_KEY", help="API key (or VITFORGE_API_KEY)."),
 ) -> None:
     """Embed a folder of images against a running endpoint.

@@ -15,6 +15,13 @@ _ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception|Loss)): (.+)$", 
 LAST_ERROR_LOG = Path(tempfile.gettempdir()) / "vitforge-last-error.log"
 
 
+# The one --set of every command that takes a job spec (train, tune, submit, config validate): typer
+# only reads an OptionInfo, so one object serves them all with the same name and help.
+SET_OPTION = typer.Option(
+    None, "--set", help="Override a field (repeatable): --set stages.0.epochs=2 --set deepspeed.zero_stage=3"
+)
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     """A user error: one red line on stderr, no traceback, exit code 2."""
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)

@@ -7,11 +7,12 @@ Cross-field checks that would otherwise fail inside a worker run here, before an
 from __future__ import annotations
 
 import copy
+import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from vitforge.models.vit import SIZES
 from vitforge.stage_specs import MAE_CT_ORDER, STAGE_NAMES, AnyStage, MAEStage, NNCLRStage, Spec, StageSpec
@@ -194,12 +195,43 @@ class JobSpec(Spec):
         return self
 
 
+# Stage kind -> its class, for the field names a misspelt stage field is compared with.
+_STAGE_CLASSES = {get_args(c.model_fields["name"].annotation)[0]: c for c in get_args(AnyStage)}
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside a field's type (``X``, ``X | None``, ``list[X]``), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for a in get_args(annotation) if (m := _model_in(a)) is not None), None)
+
+
+def _did_you_mean(loc: tuple) -> str:
+    """`` did you mean 'X'?`` for an unknown field at ``loc``: the closest field name of the model
+    there (a stage's own kind for stage fields), or nothing when none is close."""
+    model: type[BaseModel] | None = JobSpec
+    for part in loc[:-1]:
+        if model is None:
+            return ""
+        if isinstance(part, int):  # a list index: the model stays the list's element type
+            continue
+        if part in _STAGE_CLASSES and part not in model.model_fields:  # a stage's tag
+            model = _STAGE_CLASSES[part]
+        else:
+            model = _model_in(model.model_fields[part].annotation) if part in model.model_fields else None
+    if model is None:
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def format_errors(err: ValidationError, source: str = "job spec") -> str:
     """One line per error: the dotted field, the message (with allowed values), the bad value."""
     lines = [f"invalid {source}:"]
     for e in err.errors():
         loc = [str(p) for p in e["loc"]]
         msg = e["msg"].removeprefix("Value error, ")
+        hint = _did_you_mean(e["loc"]) if e["type"] == "extra_forbidden" else ""
         # A stage's errors carry its tag (stages.0.mae.inv_tau): name the stage kind instead.
         if len(loc) > 2 and loc[0] == "stages" and loc[2] in STAGE_NAMES:
             tag = loc.pop(2)
@@ -210,7 +242,7 @@ def format_errors(err: ValidationError, source: str = "job spec") -> str:
             msg = f"unknown stage {e['ctx']['tag']!r}; allowed: {e['ctx']['expected_tags']}"
         value = e.get("input")
         shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
-        lines.append(f"  {'.'.join(loc) or '(root)'}: {msg}{shown}")
+        lines.append(f"  {'.'.join(loc) or '(root)'}: {msg}{shown}{hint}")
     return "\n".join(lines)
 
 

@@ -31,6 +31,12 @@ def test_train_tiny_cloob_spec(tmp_path: Path) -> None:
     assert "job tiny-cloob" in r.stdout and "cloob" in r.stdout
     card = json.loads((tmp_path / "tiny-cloob" / "exports" / "0-cloob" / "model_card.json").read_text())
     assert card["kind"] == "image_text" and card["final_metrics"]["step"] == 6
+    # The banner plans the stage; the summary gives the export whole, on a line of its own, the
+    # MLflow run and what to run next.
+    export = (tmp_path / "tiny-cloob" / "exports" / "0-cloob").resolve()
+    assert "stage 0 cloob: 6 steps (" in r.stdout and "Ray dashboard http" in r.stdout, r.stdout[-3000:]
+    assert f"\n  {export}\n" in r.stdout and f"vitforge serve up tiny-cloob={export}" in r.stdout, r.stdout[-3000:]
+    assert "mlflow ui --backend-store-uri sqlite:///" in r.stdout
 
     # A changed spec does not reuse the export: it stops, names the fields and the ways on, logs nothing.
     changed = run("--set", "stages.0.optimizer.fast_lr=0.01")

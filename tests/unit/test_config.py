@@ -46,6 +46,22 @@ def test_zero_stage_and_unknown_field() -> None:
     )
 
 
+def test_misspelt_field_gets_the_closest_name_at_any_depth() -> None:
+    # A stage field is compared with its own kind's fields; a field of another kind gets no guess.
+    assert "stages.0.epoch: not a field of a 'mae' stage (got 3); did you mean 'epochs'?" in err(
+        MAE_CT, "stages.0.epoch=3"
+    )
+    assert "stages.1.queu_size" in err(MAE_CT, "stages.1.queu_size=3") and "did you mean 'queue_size'?" in err(
+        MAE_CT, "stages.1.queu_size=3"
+    )
+    assert "did you mean" not in err(MAE_CT, "stages.0.queue_size=512")
+    assert "stages.2.optimizer.fastlr" in (m := err(MAE_CT, "stages.2.optimizer.fastlr=1e-3"))
+    assert "did you mean 'fast_lr'?" in m
+    assert "scaling.numworkers" in (m := err(MAE_CT, "scaling.numworkers=2")) and "did you mean 'num_workers'?" in m
+    assert "did you mean 'model'?" in err({"modle": {}})
+    assert "did you mean" not in err({"model": {"colour": 1}})  # nothing close: no guess
+
+
 def test_batch_not_divisible_by_workers_times_accum() -> None:
     msg = err(MAE_CT, "deepspeed.grad_accum=3")
     assert (

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +23,9 @@ from vitforge.train import engine as eng
 from vitforge.train import resume
 from vitforge.train.export import save_export
 from vitforge.train.inputs import load_train_data, make_batch_maker, normalization_for
+from vitforge.train.progress import Progress
 from vitforge.train.records import log_job_data, register_last_stage
+from vitforge.train.story import JobResults, log_start
 
 
 @dataclass
@@ -38,7 +38,7 @@ class StageResult:
     skipped: bool = False
 
 
-def ensure_ray(address: str | None = None) -> None:
+def ensure_ray(address: str | None = None) -> str | None:
     """Ray for this process, set up once: the cluster at ``address`` (or ``RAY_ADDRESS``) if given,
     else a new local one for this machine.
 
@@ -46,33 +46,34 @@ def ensure_ray(address: str | None = None) -> None:
     while every core runs a Train worker (else the map stage waits forever); the dashboard on
     (finished Train runs otherwise leak placement groups); DS_ACCELERATOR passed on. It is
     isolated (``address="local"``) even when a ``ray start`` cluster runs on this machine: without
-    that, ray.init() finds the cluster and refuses ``num_cpus``.
+    that, ray.init() finds the cluster and refuses ``num_cpus``. Returns the dashboard's URL.
     """
     import ray
 
     from vitforge.train.engine import cpu_accelerator_env
 
     if ray.is_initialized():
-        return
+        return getattr(ensure_ray, "dashboard_url", None)  # ray.init's, kept: it cannot be asked twice
     cpu_accelerator_env()
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address)
+        ensure_ray.dashboard_url = ray.init(address=address).dashboard_url
         print(f"vitforge: connected to the Ray cluster at {address}")
-        return
+        return ensure_ray.dashboard_url
     env = {k: os.environ[k] for k in ("DS_ACCELERATOR",) if k in os.environ}
     # Worker logs stay in the session's log folder; the driver shows progress bars instead.
-    ray.init(
+    ensure_ray.dashboard_url = ray.init(
         address="local",
         num_cpus=max(4, 2 * (os.cpu_count() or 1)),
         include_dashboard=True,
         log_to_driver=False,
         runtime_env={"env_vars": env},
-    )
+    ).dashboard_url
     print(
         f"vitforge: started a local Ray ({ray.cluster_resources().get('CPU', 0):.0f} logical CPUs);"
         " pass --address auto (or set RAY_ADDRESS) to use a running cluster instead"
     )
+    return ensure_ray.dashboard_url
 
 
 def job_dir(spec: JobSpec) -> Path:
@@ -220,11 +221,12 @@ def run_job(
     init_from = _checked_init_from(spec)  # a wrong or missing export before anything starts
     ds = load_train_data(spec)  # data errors too
     job = _Job(spec, ds, normalization_for(spec, ds), log, probe_dir, show)
-    ensure_ray(address)
+    dashboard = ensure_ray(address)
     if tracker is None and spec.tracking.enabled:
         tracker = Tracker(spec.tracking.tracking_uri, spec.tracking.experiment or spec.name)
+    log_start(log, spec, ds, exports, tracker, dashboard)  # the data, each stage's plan, where things go
     job.tracker, job.parent = tracker, (_start_job_run(tracker, spec, len(ds)) if tracker else None)
-    results: list[StageResult] = []
+    results = JobResults.for_run(tracker, job.parent)
     try:
         for i, stage in enumerate(spec.stages):
             if (exports[i] / CARD).is_file():
@@ -283,7 +285,7 @@ def _train_stage(job: _Job, i: int, init_from: str | None) -> StageResult:
         t0 = time.perf_counter()
         history_path = job_dir(spec) / f"history-{i}-{stage.name}.jsonl"
         planned = _planned_steps(spec, i, len(job.ds))
-        watcher = _Progress(history_path, f"{i}-{stage.name}", planned) if job.show else None
+        watcher = Progress(history_path, f"{i}-{stage.name}", planned) if job.show else None
         result = run_stage_on_ray(
             spec, i, init_from, job.ds, job.normalization,
             probe_out=str(Path(job.probe_dir) / f"{i}.pt") if job.probe_dir else None,
@@ -327,56 +329,6 @@ def _planned_steps(spec: JobSpec, i: int, rows: int) -> int:
     from vitforge.train.loop import plan
 
     return plan(spec, i, rows)[1]
-
-
-class _Progress:
-    """Progress of a stage, fed by its metric history file (written by the Train callback): a bar
-    with the ETA in a terminal; elsewhere (submit logs, CI, pods) a plain line every
-    ``PLAIN_EVERY_S`` seconds, so long cluster jobs stay visible."""
-
-    PLAIN_EVERY_S = 30.0
-
-    def __init__(self, path: Path, name: str, total: int) -> None:
-
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        self.path, self.name, self.total, self._stop = path, name, total, threading.Event()
-        self.tty, self.t0, self._last_plain = sys.stdout.isatty(), time.monotonic(), time.monotonic()
-        self._first: tuple[float, int] | None = None
-        columns = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}")]
-        self.bar = Progress(*columns, TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
-        self.task = self.bar.add_task(f"stage {name}", total=total, info="starting workers")
-        if self.tty:
-            self.bar.start()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _refresh(self, force_plain: bool = False) -> None:
-        lines = self.path.read_text().splitlines() if self.path.exists() else []
-        last = json.loads(lines[-1]) if lines else {}
-        step = last.get("step", 0)
-        info = f"loss {last.get('loss', float('nan')):.4f}  {last.get('img_per_s_total', 0):.0f} img/s" if last else ""
-        self.bar.update(self.task, completed=step, info=info or "starting workers")
-        now = time.monotonic()
-        if step and self._first is None:
-            self._first = (now, step)  # the rate counts from the first step seen, not from start-up
-        if not self.tty and (force_plain or now - self._last_plain >= self.PLAIN_EVERY_S):
-            self._last_plain, elapsed = now, now - self.t0
-            t1, s1 = self._first or (now, step)
-            eta = f", eta {(now - t1) / (step - s1) * (self.total - step):.0f}s" if step > s1 else ""
-            print(f"stage {self.name}: step {step}/{self.total} ({100 * step / max(self.total, 1):.0f}%)"
-                  f"{', ' + info if info else ''}, {elapsed:.0f}s{eta}", flush=True)  # fmt: skip
-
-    def _run(self) -> None:
-        while not self._stop.wait(1.0):
-            self._refresh()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.thread.join(timeout=2)
-        self._refresh(force_plain=True)
-        if self.tty:
-            self.bar.stop()
 
 
 def _start_job_run(tracker: Tracker, spec: JobSpec, rows: int) -> str | None:
