@@ -90,40 +90,74 @@ def error_line(error: BaseException | None) -> str | None:
 
 
 def heatmap_png(table: list[dict], metric: str, out: Path, title: str) -> Path:
-    """The metric over the (fast, slow) plane: a grid heatmap when the pairs form a grid, else a
-    log-log scatter coloured by the metric; failed trials marked with a cross."""
+    """The metric over the (fast, slow) plane, each trial's epochs written at its point and the best
+    pair (the table's first row with a value) marked. A grid search fills its cells; a random or
+    optuna search is filled by interpolating between the trials (log-log), its points on top;
+    failed trials are red crosses."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    ok = [r for r in table if r["metric"] is not None]
+    best = ok[0] if ok else None  # the table is sorted best first
     fasts = sorted({r["fast_lr"] for r in table})
     slows = sorted({r["slow_lr"] for r in table})
-    fig, ax = plt.subplots(figsize=(6, 5), dpi=110)
-    is_grid = len(fasts) * len(slows) == len(table) and len(table) > 1
-    if is_grid:
+    fig, ax = plt.subplots(figsize=(6.5, 5), dpi=110)
+    im = None
+    if len(fasts) * len(slows) == len(table) > 1:  # a grid: one cell per pair
         m = np.full((len(slows), len(fasts)), np.nan)
-        for r in table:
-            if r["metric"] is not None:
-                m[slows.index(r["slow_lr"]), fasts.index(r["fast_lr"])] = r["metric"]
-        im = ax.imshow(m, origin="lower", cmap="viridis")
+        for r in ok:
+            m[slows.index(r["slow_lr"]), fasts.index(r["fast_lr"])] = r["metric"]
+        im = ax.imshow(m, origin="lower", cmap="viridis", aspect="auto")
         ax.set_xticks(range(len(fasts)), [f"{v:.0e}" for v in fasts], rotation=45)
         ax.set_yticks(range(len(slows)), [f"{v:.0e}" for v in slows])
-        for (yy, xx), v in np.ndenumerate(m):
-            ax.text(xx, yy, "failed" if np.isnan(v) else f"{v:.3f}", ha="center", va="center", fontsize=7,
-                    color="white")  # fmt: skip
-    else:
-        ok = [r for r in table if r["metric"] is not None]
-        im = ax.scatter([r["fast_lr"] for r in ok], [r["slow_lr"] for r in ok], c=[r["metric"] for r in ok],
-                        cmap="viridis", s=80, edgecolors="k")  # fmt: skip
-        bad = [r for r in table if r["metric"] is None]
-        ax.scatter([r["fast_lr"] for r in bad], [r["slow_lr"] for r in bad], marker="x", c="red", s=80, label="failed")
-        ax.set(xscale="log", yscale="log")
+        lo, hi = np.nanmin(m) if ok else 0.0, np.nanmax(m) if ok else 1.0
+        for r in ok:
+            xx, yy = fasts.index(r["fast_lr"]), slows.index(r["slow_lr"])
+            bright = (r["metric"] - lo) > 0.6 * (hi - lo) > 0  # viridis turns yellow: dark text there
+            ax.text(xx, yy, f"{r['metric']:.3f}\n{_epochs(r)}", ha="center", va="center", fontsize=7,
+                    color="black" if bright else "white")  # fmt: skip
+        bad = [(fasts.index(r["fast_lr"]), slows.index(r["slow_lr"])) for r in table if r["metric"] is None]
         if bad:
-            ax.legend()
-    ax.set(xlabel="fast lr", ylabel="slow lr", title=title)
-    fig.colorbar(im, ax=ax, label=metric)
+            ax.scatter(*zip(*bad, strict=True), marker="x", c="red", s=120, label="failed")
+        if best is not None:
+            bx, by = fasts.index(best["fast_lr"]), slows.index(best["slow_lr"])
+            ax.add_patch(plt.Rectangle((bx - 0.5, by - 0.5), 1, 1, fill=False, ec="red", lw=2.5, label="best"))
+    else:
+        x = np.log10([r["fast_lr"] for r in ok])
+        y = np.log10([r["slow_lr"] for r in ok])
+        z = np.array([r["metric"] for r in ok], dtype=float)
+        if len(ok) >= 3:
+            try:  # Delaunay fails on collinear points (e.g. a ratio search): then points only
+                im = ax.tricontourf(x, y, z, levels=12, cmap="viridis", alpha=0.85)
+            except (RuntimeError, ValueError):
+                im = None
+        pts = ax.scatter(x, y, c=z, cmap="viridis", s=60, edgecolors="k", zorder=3)
+        im = im or (pts if ok else None)
+        for r, xx, yy in zip(ok, x, y, strict=True):
+            ax.annotate(_epochs(r), (xx, yy), xytext=(4, 4), textcoords="offset points", fontsize=7, zorder=4)
+        bad = [r for r in table if r["metric"] is None]
+        if bad:
+            ax.scatter(np.log10([r["fast_lr"] for r in bad]), np.log10([r["slow_lr"] for r in bad]), marker="x",
+                       c="red", s=80, label="failed", zorder=3)  # fmt: skip
+        if best is not None:
+            ax.scatter([np.log10(best["fast_lr"])], [np.log10(best["slow_lr"])], marker="*", s=320, c="red",
+                       edgecolors="white", zorder=5, label=f"best {best['metric']:.4g}")  # fmt: skip
+        ax.set(xlabel="log10 fast lr", ylabel="log10 slow lr")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize=8)
+    if ax.get_xlabel() == "":
+        ax.set(xlabel="fast lr", ylabel="slow lr")
+    ax.set_title(title)
+    if im is not None:
+        fig.colorbar(im, ax=ax, label=metric)
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
     return out
+
+
+def _epochs(row: dict) -> str:
+    n = row.get("epochs") or 0
+    return f"{n} epoch" if n == 1 else f"{n} epochs"
