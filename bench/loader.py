@@ -32,7 +32,8 @@ def _jpegs(n: int, w: int, h: int) -> list[bytes]:
 
 
 def _float_first(maker, rows: dict) -> list:
-    """The loader before 2026-12: each decoded image made float at full size, then the views."""
+    """The loader before 2026-12: each decoded image made float at full size, then the views
+    (which then resize floats, as they did)."""
     from vitforge.data.sources import load_image
 
     out = []
@@ -51,13 +52,17 @@ def run(smoke: bool = False) -> list[dict]:
     rows_in = {"index": list(range(n)), "image": _jpegs(n, 2 * size, int(1.6 * size)), "label": [0] * n}
     rows_in["caption"] = [None] * n
     rows = []
+    pin_threads(1)
     for views, name in ((1, "MAE (1 view)"), (2, "MAE-CT (2 views)")):
         maker = BatchMaker([build_view(size) for _ in range(views)], "bench", seed=0, epoch=0)
-        pin_threads(1)
-        t = timeit(lambda maker=maker: _float_first(maker, rows_in), 1, 2 if smoke else 5)
-        rows.append({"what": f"loader, {name}, 1 thread, float first (before)", "img_per_s": n / t["median_s"]})
-        t = timeit(lambda maker=maker: maker(rows_in), 1, 2 if smoke else 5)
-        rows.append({"what": f"loader, {name}, 1 thread", "img_per_s": n / t["median_s"]})
+        raw = BatchMaker([build_view(size, normalize=False) for _ in range(views)], "bench", seed=0, epoch=0)
+        for what, fn in (
+            ("float at full size, normalized (before)", lambda maker=maker: _float_first(maker, rows_in)),
+            ("uint8 resize, normalized", lambda maker=maker: maker(rows_in)),
+            ("uint8 resize, uint8 out (normalized on the device)", lambda raw=raw: raw(rows_in)),
+        ):
+            t = timeit(fn, 1, 2 if smoke else 5)
+            rows.append({"what": f"loader, {name}, 1 thread: {what}", "img_per_s": n / t["median_s"]})
 
     threads = pin_threads()
     size_name, patch, batch = ("test", 4, 4) if smoke else ("base", 16, 8)

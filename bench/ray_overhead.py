@@ -55,7 +55,8 @@ def _torch_worker(rank: int, port: int, steps: int, storage: str) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=2)
     spec = _spec(steps, storage)
     ds = load_train_data(spec)
-    maker = make_batch_maker(spec, 0, normalization_for(spec, ds))
+    norm = normalization_for(spec, ds)
+    maker = make_batch_maker(spec, 0, norm, normalize=False)
     ctx = WorkerContext(
         rank=rank,
         world_size=2,
@@ -64,6 +65,7 @@ def _torch_worker(rank: int, port: int, steps: int, storage: str) -> None:
         report=lambda m, d: None,
         num_train_rows=len(ds),
         log=lambda s: None,
+        normalization=norm,
     )
     run_stage(ctx, spec, 0)
     if rank == 0:

@@ -88,7 +88,7 @@ def preprocess(images, card: dict[str, Any]) -> torch.Tensor:
     """Images as uint8 (N, H, W, 3) / float in [0, 1], or a list of RGB PIL images ->
     (N, 3, S, S) normalized with the model card's statistics, resized to its image size."""
 
-    from vitforge.data.transforms import resized_float
+    from vitforge.data.transforms import resized, to_float
 
     size = card["model"]["img_size"]
     norm = card["normalization"]
@@ -102,10 +102,10 @@ def preprocess(images, card: dict[str, Any]) -> torch.Tensor:
         if arr.ndim != 4 or arr.shape[-1] != 3:
             raise ValueError(f"images must be (N, H, W, 3), got shape {arr.shape}")
         tensors = list(torch.from_numpy(np.ascontiguousarray(arr)))
-    # A uint8 photo is shrunk before it becomes float where that is exact to 1/255 (a 4096² image
-    # never exists as floats: 200 MB less, and as much again inside the resize).
-    out = [resized_float(t.permute(2, 0, 1) if t.dtype == torch.uint8 else t.float().permute(2, 0, 1),
-                         (size, size)) for t in tensors]  # fmt: skip
+    # A uint8 photo is resized as uint8, then made float: a 4096² image never exists as floats
+    # (200 MB less, and as much again inside the resize).
+    out = [to_float(resized(t.permute(2, 0, 1) if t.dtype == torch.uint8 else t.float().permute(2, 0, 1),
+                            (size, size))) for t in tensors]  # fmt: skip
     batch = torch.stack(out)
     mean = torch.tensor(norm["mean"]).view(1, 3, 1, 1)
     std = torch.tensor(norm["std"]).view(1, 3, 1, 1)

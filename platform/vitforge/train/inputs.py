@@ -8,7 +8,10 @@ from vitforge.data import BUILTINS, BatchMaker, build_view, channel_stats, load_
 from vitforge.models.tokenizer import ByteTokenizer
 
 
-def make_batch_maker(spec: JobSpec, stage_index: int, normalization: dict, train: bool = True) -> BatchMaker:
+def make_batch_maker(
+    spec: JobSpec, stage_index: int, normalization: dict, train: bool = True, normalize: bool = True
+) -> BatchMaker:
+    """``normalize=False``: images stay uint8 (the trainer normalizes them on its device)."""
     stage = spec.stages[stage_index]
     d = spec.data
     view = [
@@ -21,6 +24,7 @@ def make_batch_maker(spec: JobSpec, stage_index: int, normalization: dict, train
             flip=stage.flip,
             strong=getattr(stage, "strong_aug", False),
             train=train,
+            normalize=normalize,
         )
     ] * stage.views
     tok = ByteTokenizer(spec.model.context_length) if stage.tokens else None

@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 
 from vitforge.config import JobSpec
+from vitforge.data.transforms import normalize_uint8
 from vitforge.inference import embed
 from vitforge.train import engine as eng
 from vitforge.train.export import probe_images
@@ -51,6 +52,7 @@ class WorkerContext:
     history: list[dict] = field(default_factory=list)
     probe_out: str | None = None  # rank 0 writes the final encoder's embeddings of a fixed probe here
     eval_fn: Callable[[torch.nn.Module], dict] | None = None  # run by every rank at each epoch end
+    normalization: dict | None = None  # mean/std for uint8 batches, normalized on the device
 
 
 def plan(spec: JobSpec, stage_index: int, num_rows: int) -> tuple[int, int]:
@@ -177,8 +179,7 @@ def train_step(run: StageRun, batch: dict[str, torch.Tensor]) -> tuple[torch.Ten
     """One micro-batch: forward, ``backward()``, ``step()`` (DeepSpeed applies the update at the
     accumulation boundary). Returns (loss, fp32 ZeRO-0 grad norm, learning rates, boundary)."""
     engine, spec, ctx = run.engine, run.spec, run.ctx
-    dtype = eng.compute_dtype(spec)  # images go in at the module's precision (bf16 on GPU nodes)
-    batch = {k: v.to(run.device, dtype if v.is_floating_point() else v.dtype, True) for k, v in batch.items()}
+    batch = to_device(batch, run.device, eng.compute_dtype(spec), ctx.normalization)
     loss = engine(batch, ctx.rank, ctx.world_size)
     if not torch.isfinite(loss):
         raise NonFiniteLoss(
@@ -193,6 +194,19 @@ def train_step(run: StageRun, batch: dict[str, torch.Tensor]) -> tuple[torch.Ten
     engine.step()
     run.window_imgs += batch["image"].shape[0]
     return loss, grad_norm, lrs, boundary
+
+
+def to_device(batch: dict, device: torch.device, dtype: torch.dtype, normalization: dict | None) -> dict:
+    """A loader batch on the device: uint8 images (the loader's transport, a quarter of fp32's bytes)
+    normalized there in fp32, then every float at the module's precision (bf16 on GPU nodes)."""
+    out = {}
+    for k, v in batch.items():
+        if k.startswith("image") and v.dtype == torch.uint8:
+            if normalization is None:
+                raise ValueError("uint8 images need the WorkerContext's normalization (mean/std)")
+            v = normalize_uint8(v.to(device, non_blocking=True), normalization["mean"], normalization["std"])
+        out[k] = v.to(device, dtype if v.is_floating_point() else v.dtype, non_blocking=True)
+    return out
 
 
 def on_step_end(run: StageRun, loss: torch.Tensor, grad_norm: float | None, lrs: dict) -> None:

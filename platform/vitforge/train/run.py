@@ -118,7 +118,7 @@ def run_stage_on_ray(
 
     stage = spec.stages[stage_index]
     sc = spec.scaling
-    maker = make_batch_maker(spec, stage_index, normalization)
+    maker = make_batch_maker(spec, stage_index, normalization, normalize=False)  # uint8 through Ray Data
     use_local = spec.data.loader == "local" if local_data is None else local_data
     history = job_dir(spec) / f"history-{stage_index}-{stage.name}.jsonl"
     history.parent.mkdir(parents=True, exist_ok=True)
@@ -131,6 +131,7 @@ def run_stage_on_ray(
             "stage_index": stage_index,
             "init_from": init_from,
             "num_train_rows": len(ds),
+            "normalization": normalization,
             "memory_report": memory_report,
             "probe_out": probe_out,
             "local_data": (ds, maker) if use_local else None,

@@ -60,6 +60,7 @@ def train_loop_per_worker(config: dict) -> None:
             init_from=config.get("init_from"),
             num_train_rows=config["num_train_rows"],
             probe_out=config.get("probe_out"),
+            normalization=config["normalization"],  # the loader's uint8 images, normalized here
         )
         if config.get("knn_normalization") is not None:
             from vitforge.eval.hook import knn_hook  # the eval stack (sklearn) only when asked
@@ -89,7 +90,7 @@ def local_context(spec: JobSpec, stage_index: int, report: Callable[[dict, str |
     init_single_process(spec.scaling.use_gpu)
     ds = load_train_data(spec)
     norm = normalization_for(spec, ds)
-    maker = make_batch_maker(spec, stage_index, norm)
+    maker = make_batch_maker(spec, stage_index, norm, normalize=False)  # uint8, normalized on the device
     micro = spec.micro_batch(stage_index, 1)
     ctx = WorkerContext(
         rank=0,
@@ -98,6 +99,7 @@ def local_context(spec: JobSpec, stage_index: int, report: Callable[[dict, str |
         batches=lambda epoch: iter_batches(ds, maker, micro, epoch, drop_last=True),
         report=report,
         num_train_rows=len(ds),
+        normalization=norm,
         **kw,
     )
     return ctx, norm
