@@ -173,7 +173,13 @@ def max_concurrent(spec: JobSpec) -> int:
     return max(1, int(cpus // per_trial))
 
 
-def run_search(spec: JobSpec, log=print, fresh: bool = False, address: str | None = None) -> SearchResult:
+def _print_line(msg: str) -> None:
+    # Not ``print`` itself as the default: Tune pickles the trial-lines callback with it, and Ray
+    # Train swaps ``builtins.print`` in the driver, so the object no longer pickles by reference.
+    print(msg, flush=True)
+
+
+def run_search(spec: JobSpec, log=_print_line, fresh: bool = False, address: str | None = None) -> SearchResult:
     """Run (or resume, with the same spec only: ``resume.guard``) the search; write the table, the
     heatmap and the best spec. ``fresh`` deletes the earlier search first."""
     from ray import tune
