@@ -1,9 +1,6 @@
-"""Ray Serve application: a FastAPI ingress (``Gateway``) in front of one ``Encoder`` deployment
-per served model. Images are decoded and preprocessed in the ingress; the encoder batches the
-forward passes with ``@serve.batch``.
-
-``serve run serve/cpu.yaml`` or, in Python, ``serve.run(build_app({...}))``.
-"""
+"""Ray Serve application: a FastAPI ingress (``Gateway``, which decodes and preprocesses images)
+in front of one ``Encoder`` deployment per served model (``@serve.batch`` forward passes).
+``serve run serve/cpu.yaml`` or, in Python, ``serve.run(build_app({...}))``."""
 
 import asyncio
 import base64
@@ -364,14 +361,11 @@ class Gateway:
 
 
 def build_app(args: dict[str, Any]):
-    """Application builder for ``serve run``/``serve deploy`` configs.
-
-    args: ``models``: list of ``{name, model_ref, max_batch_size?, batch_wait_timeout_s?,
-    gallery?, num_replicas?, autoscaling_config?, num_cpus?, num_gpus?}``; optional
-    ``default_model``, ``api_key_env``, ``max_images``, ``max_body_bytes``, ``max_pixels``,
-    ``max_request_pixels``, ``read_timeout_s`` (the longest wait for a chunk of a request body),
-    ``gateway_env`` (environment of the ingress: the API key).
-    """
+    """Application builder for ``serve run``/``serve deploy`` configs. args: ``models``: list of
+    ``{name, model_ref, max_batch_size?, batch_wait_timeout_s?, gallery?, num_replicas?,
+    autoscaling_config?, num_cpus?, num_gpus?}``; optional ``default_model``, ``api_key_env``,
+    ``max_images``, ``max_body_bytes``, ``max_pixels``, ``max_request_pixels``, ``read_timeout_s``
+    (the longest wait for a chunk of a request body), ``gateway_env`` (the ingress's environment)."""
     models = args.get("models") or []
     if not models:
         raise ValueError("serve args: 'models' must list at least one {name, model_ref}")
