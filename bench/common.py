@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import socket
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -84,3 +85,21 @@ def bench_main(name: str, title: str, run, cols: list[str], argv: list[str] | No
         if not args.smoke:
             save(name, rows)
     return rows
+
+
+@contextlib.contextmanager
+def local_ray(num_cpus: int = 4, dashboard: bool = True, env: dict[str, str] | None = None) -> Iterator[None]:
+    """A small local Ray for one benchmark, or the one this process already runs (the test suite's
+    shared cluster): a benchmark shuts down only the cluster it started."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        env = env or {"OMP_NUM_THREADS": "1"}
+        ray.init(num_cpus=num_cpus, include_dashboard=dashboard, log_to_driver=False,
+                 object_store_memory=200 * 2**20, runtime_env={"env_vars": env})  # fmt: skip
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()

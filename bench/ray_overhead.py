@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import bench_main
+from bench.common import bench_main, local_ray
 
 
 def _spec(steps: int, storage: str):
@@ -183,19 +183,10 @@ def run(smoke: bool = False) -> list[dict]:
     """Alternate the two runners (torch, Ray, torch, Ray) and take each one's median."""
     import shutil
 
-    import ray
-
     steps, rounds = (10, 1) if smoke else (120, 2)
-    ray.init(
-        num_cpus=4,
-        include_dashboard=True,
-        log_to_driver=False,
-        object_store_memory=200 * 2**20,
-        runtime_env={"env_vars": {"DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}},
-    )
     results: dict[str, list[tuple[float, float]]] = {"torch": [], "ray": []}
     cpu: dict[str, list[dict]] = {"torch": [], "ray": []}
-    try:
+    with local_ray(env={"DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}):
         for _ in range(rounds):
             for name, fn in (("torch", _run_torch), ("ray", _run_ray)):
                 storage = tempfile.mkdtemp(prefix="bench-overhead-")
@@ -204,8 +195,6 @@ def run(smoke: bool = False) -> list[dict]:
                 cpu[name].append(sampler.stop())
                 results[name].append((_steady(hist), wall))
                 shutil.rmtree(storage, ignore_errors=True)
-    finally:
-        ray.shutdown()
     med = {k: (statistics.median(x for x, _ in v), statistics.median(w for _, w in v)) for k, v in results.items()}
     base = med["torch"][0]
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import serve_mix
-from bench.common import bench_main, pin_threads, timeit
+from bench.common import bench_main, local_ray, pin_threads, timeit
 
 
 def _png(size: int, seed: int) -> str:
@@ -86,7 +86,6 @@ def tiny_export(size_name: str, patch: int, img: int) -> Path:
 
 
 def run(smoke: bool = False) -> list[dict]:
-    import ray
     import torch
     from ray import serve
 
@@ -110,24 +109,22 @@ def run(smoke: bool = False) -> list[dict]:
     torch.set_num_threads(2)
 
     port = free_port()
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, object_store_memory=200 * 2**20,
-             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})  # fmt: skip
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
     url = f"http://127.0.0.1:{port}"
-    try:
-        for label, max_batch in (("batched deployment", batch), ("non-batched deployment", 1)):
-            app = build_app({"models": [{"name": "m", "model_ref": str(export), "max_batch_size": max_batch,
-                                          "batch_wait_timeout_s": 0.01, "max_ongoing_requests": 64,
-                                          "num_cpus": 1}]})  # fmt: skip
-            serve.run(app, name="bench", route_prefix="/")
-            asyncio.run(_load(url, payload, 4, 8))  # warm-up
-            for clients in clients_list:
-                r = asyncio.run(_load(url, payload, clients, clients * per_client if clients > 1 else 16))
-                rows.append({"what": label, "clients": clients, **r})
-            serve.delete("bench")
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+    with local_ray(dashboard=False):
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        try:
+            for label, max_batch in (("batched deployment", batch), ("non-batched deployment", 1)):
+                app = build_app({"models": [{"name": "m", "model_ref": str(export), "max_batch_size": max_batch,
+                                              "batch_wait_timeout_s": 0.01, "max_ongoing_requests": 64,
+                                              "num_cpus": 1}]})  # fmt: skip
+                serve.run(app, name="bench", route_prefix="/")
+                asyncio.run(_load(url, payload, 4, 8))  # warm-up
+                for clients in clients_list:
+                    r = asyncio.run(_load(url, payload, clients, clients * per_client if clients > 1 else 16))
+                    rows.append({"what": label, "clients": clients, **r})
+                serve.delete("bench")
+        finally:
+            serve.shutdown()
     base = rows[0]["img_per_s"]
     top = max(c for c in clients_list)
     nonb = next(r["img_per_s"] for r in rows if r["what"] == "non-batched deployment" and r["clients"] == top)

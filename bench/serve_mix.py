@@ -22,7 +22,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from bench.common import bench_main
+from bench.common import bench_main, local_ray
 
 MIB = 2**20
 
@@ -165,7 +165,6 @@ def fresh_serve(export: str, port: int, warm: list[bytes]) -> Iterator[tuple[str
 
 
 def run(smoke: bool = False) -> list[dict]:
-    import ray
     from PIL import Image
 
     from bench.serve import free_port, tiny_export
@@ -177,10 +176,8 @@ def run(smoke: bool = False) -> list[dict]:
     large = large_bodies(smoke)
     n_small, clients, burst = (40, 4, 4) if smoke else (400, 4, 8)
     port = free_port()
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, object_store_memory=200 * MIB,
-             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})  # fmt: skip
     rows = []
-    try:
+    with local_ray(dashboard=False):
         with fresh_serve(export, port, warm) as (url, pids):
             for label, bodies in (
                 ("small only (baseline)", None),
@@ -203,8 +200,6 @@ def run(smoke: bool = False) -> list[dict]:
                          "proxy_mib_per_request": (mem.peak["proxy"] - before["proxy"]) / burst,
                          "gateway_mib_per_request": (mem.peak["gateway"] - before["gateway"]) / burst,
                          "gateway_after_mib": after["gateway"]})  # fmt: skip
-    finally:
-        ray.shutdown()
     for r in rows[:2]:  # the small requests' p99, against the baseline's
         r["p99_vs_small_only"] = r["p99_ms"] / rows[0]["p99_ms"]
     return rows

@@ -10,24 +10,20 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from bench.common import bench_main
+from bench.common import bench_main, local_ray
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(smoke: bool = False) -> list[dict]:
-    import ray
-
     from vitforge.config import load_spec
     from vitforge.tune import run_search
 
     values = [3e-3] if smoke else [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
     epochs = 1 if smoke else 12  # rungs at 1, 3 and 9 epochs (reduction factor 3)
     grid = f"{{fast_lr: {values}, slow_lr: {values}}}"
-    ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False, object_store_memory=200 * 2**20,
-             runtime_env={"env_vars": {"DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}})  # fmt: skip
     results = {}
-    try:
+    with local_ray(num_cpus=2, env={"DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}):
         for label, scheduler in (("grid (all epochs)", "none"), ("ASHA on the same grid", "asha")):
             spec = load_spec(ROOT / "jobs" / "tiny-ttur.yaml", [
                 f"checkpoint.storage_path={tempfile.mkdtemp(prefix='bench-tune-')}", "tracking.enabled=false",
@@ -35,8 +31,6 @@ def run(smoke: bool = False) -> list[dict]:
                 f"stages.0.epochs={epochs}", "tune.reduction_factor=3", f"name=bench-{scheduler}",
             ])  # fmt: skip
             results[label] = run_search(spec, log=lambda m: None)
-    finally:
-        ray.shutdown()
     grid_res = results["grid (all epochs)"]
     rows = []
     for label, res in results.items():

@@ -10,21 +10,17 @@ import json
 import tempfile
 from pathlib import Path
 
-from bench.common import bench_main
+from bench.common import bench_main, local_ray
 
 
 def run(smoke: bool = False) -> list[dict]:
-    import ray
-
     from vitforge.config import load_spec
     from vitforge.train.inputs import load_train_data, normalization_for
     from vitforge.train.run import run_stage_on_ray
 
     size = "test" if smoke else "tiny"
-    ray.init(num_cpus=4, include_dashboard=True, log_to_driver=False, object_store_memory=200 * 2**20,
-             runtime_env={"env_vars": {"DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}})  # fmt: skip
     rows = []
-    try:
+    with local_ray(env={"DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}):
         for zero in (0, 3) if smoke else (0, 1, 2, 3):
             tmp = tempfile.mkdtemp(prefix="bench-zero-")
             spec = load_spec(data={
@@ -41,8 +37,6 @@ def run(smoke: bool = False) -> list[dict]:
             m = max(mem, key=lambda x: x["param_bytes"] + x["optimizer_bytes"])
             rows.append({"zero": zero, "param_MiB": m["param_bytes"] / 2**20, "grad_MiB": m["grad_bytes"] / 2**20,
                          "optimizer_MiB": m["optimizer_bytes"] / 2**20})  # fmt: skip
-    finally:
-        ray.shutdown()
     base = rows[0]["param_MiB"] + rows[0]["optimizer_MiB"]
     for r in rows:
         total = r["param_MiB"] + r["optimizer_MiB"]

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TESTS_DIR)  # bench/ is importable from here (pyproject: pythonpath)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -39,12 +40,12 @@ def ray_cluster():
         object_store_memory=200 * 1024**2,
         include_dashboard=True,
         log_to_driver=False,
-        # Workers import test modules (their loop functions) by name: put tests/ on their path.
+        # Workers import test and benchmark modules (their loop functions) by name: put them on their path.
         runtime_env={
             "env_vars": {
                 "DS_ACCELERATOR": "cpu",
                 "OMP_NUM_THREADS": "1",
-                "PYTHONPATH": os.pathsep.join([TESTS_DIR, os.environ.get("PYTHONPATH", "")]),
+                "PYTHONPATH": os.pathsep.join([TESTS_DIR, ROOT, os.environ.get("PYTHONPATH", "")]),
             }
         },
     )
