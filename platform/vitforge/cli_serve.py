@@ -70,6 +70,9 @@ def serve_up(
     gallery: str = typer.Option(None, help="Gallery (.safetensors) for /v1/search, served by the first model."),
     max_batch_size: int = typer.Option(32, help="Most images a replica embeds in one batched forward pass."),
     address: str = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)."),
+    request_timeout: float = typer.Option(
+        60.0, help="Seconds a request may take end to end before the proxy answers 408 (Ray Serve's request_timeout_s)."
+    ),
     api_key_file: Path = typer.Option(
         None,
         help="File holding the API key clients must send (default: VITFORGE_API_KEY, else no key).",
@@ -100,7 +103,7 @@ def serve_up(
     if api_key_file and not key:
         raise fail(f"{api_key_file} is empty: put the API key in it")
     ensure_ray(address)
-    serve.start(http_options={"host": host, "port": port})
+    serve.start(http_options={"host": host, "port": port, "request_timeout_s": request_timeout})
     app = build_app({"models": specs, "gateway_env": {"VITFORGE_API_KEY": key} if key else {}})
     serve.run(app, name="vitforge", route_prefix="/", blocking=False)
     auth = "; clients send x-api-key" if key else ""

@@ -228,17 +228,21 @@ class Gateway:
         if n > self.max_images:
             raise BadInput(f"{n} images exceed the limit of {self.max_images} per request", 413)
 
-    async def _tensors(self, raws: list[bytes], info: dict) -> list[torch.Tensor]:
-        self._count(len(raws))
-        check_images(raws, self.max_pixels, self.max_request_pixels)  # headers only, before any decode
-        return await asyncio.get_running_loop().run_in_executor(self._decoder, self._decode, raws, info)
+    async def _tensors(self, payloads: list[bytes] | list[str], info: dict, field: str = "images") -> list:
+        """Uploaded bytes or base64 strings -> model inputs, all on the decoder thread (a 32 MiB
+        body's base64 held the event loop too); every header is checked before any image is decoded."""
+        self._count(len(payloads))
+        return await asyncio.get_running_loop().run_in_executor(self._decoder, self._decode, payloads, info, field)
 
-    def _decode(self, raws: list[bytes], info: dict) -> list[torch.Tensor]:
+    def _decode(self, payloads: list[bytes] | list[str], info: dict, field: str) -> list[torch.Tensor]:
         from vitforge.inference import preprocess
 
+        where = [f"{field}[{i}]" if field == "images" else field for i in range(len(payloads))]
+        raws = [p if isinstance(p, bytes) else b64_to_bytes(p, w) for p, w in zip(payloads, where, strict=True)]
+        check_images(raws, self.max_pixels, self.max_request_pixels)  # headers only, before any decode
         card = {"model": {"img_size": info["img_size"]}, "normalization": info["normalization"]}
         # One image at a time: only one full-size decode is alive, whatever the count (memory).
-        return [preprocess([open_image(r, f"images[{i}]", self.max_pixels)], card)[0] for i, r in enumerate(raws)]
+        return [preprocess([open_image(r, w, self.max_pixels)], card)[0] for r, w in zip(raws, where, strict=True)]
 
     @staticmethod
     def _need_text(name: str, info: dict) -> None:
@@ -280,9 +284,7 @@ class Gateway:
     async def embed_image(self, body: ImageEmbeddingRequest) -> EmbeddingResponse:
         """L2-normalized embeddings of base64 images (JSON)."""
         name, handle, info = await self._model(body.model)
-        self._count(len(body.images))
-        raws = [b64_to_bytes(s, f"images[{i}]") for i, s in enumerate(body.images)]
-        emb = await handle.embed_images.remote(await self._tensors(raws, info))
+        emb = await handle.embed_images.remote(await self._tensors(body.images, info))
         return EmbeddingResponse(
             model=name, version=info["version"], dims=emb.shape[1], encoding=body.encoding,
             embeddings=self._encode(emb, body.encoding),
@@ -327,9 +329,7 @@ class Gateway:
         """Scores of each image against prompts built from the candidate labels (softmax over labels)."""
         name, handle, info = await self._model(body.model)
         self._need_text(name, info)
-        self._count(len(body.images))
-        raws = [b64_to_bytes(s, f"images[{i}]") for i, s in enumerate(body.images)]
-        tensors = await self._tensors(raws, info)
+        tensors = await self._tensors(body.images, info)
         img = torch.as_tensor(await handle.embed_images.remote(tensors))
         prompts = [body.template.format(lb) for lb in body.labels]  # the schema allows one bare {} only
         txt = torch.as_tensor(await handle.embed_texts.remote(prompts))
@@ -353,7 +353,7 @@ class Gateway:
         if body.text is not None:
             self._need_text(name, info)
         if body.image is not None:
-            q = await handle.embed_images.remote(await self._tensors([b64_to_bytes(body.image, "image")], info))
+            q = await handle.embed_images.remote(await self._tensors([body.image], info, "image"))
         else:
             q = await handle.embed_texts.remote([body.text])
         hits = await handle.search.remote(q[0], body.k, body.method, body.beta)
