@@ -4,6 +4,7 @@ in front of one ``Encoder`` deployment per served model (``@serve.batch`` forwar
 
 import asyncio
 import base64
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -17,7 +18,8 @@ from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vitforge.serving import guard
-from vitforge.serving.decode import BadInput, b64_to_bytes, check_images, open_image
+from vitforge.serving.decode import BadInput, open_image, read_payloads
+from vitforge.serving.docs import add_offline_docs
 from vitforge.serving.schema import (
     EmbeddingResponse,
     ErrorBody,
@@ -133,34 +135,9 @@ app = FastAPI(
     title="vitforge embeddings",
     description="Image and text embeddings, zero-shot classification and Hopfield search over trained ViTs.",
     version="1",
-    docs_url=None,  # served below from the package: FastAPI's default loads Swagger UI from a CDN
+    docs_url=None,  # add_offline_docs serves it from the package: FastAPI's default loads Swagger UI from a CDN
 )
-DOCS_ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png")
-
-
-@app.get("/docs", include_in_schema=False)
-async def docs(request: Request):
-    from fastapi.openapi.docs import get_swagger_ui_html
-
-    root = request.scope.get("root_path", "").rstrip("/")  # a route prefix (serve run ... /embed)
-    return get_swagger_ui_html(
-        openapi_url=f"{root}/openapi.json",
-        title="vitforge embeddings",
-        swagger_js_url=f"{root}/docs-assets/swagger-ui-bundle.js",
-        swagger_css_url=f"{root}/docs-assets/swagger-ui.css",
-        swagger_favicon_url=f"{root}/docs-assets/favicon-32x32.png",
-    )
-
-
-@app.get("/docs-assets/{name}", include_in_schema=False)
-async def docs_asset(name: str):
-    from fastapi.responses import FileResponse
-    from swagger_ui_bundle import swagger_ui_path
-
-    if name not in DOCS_ASSETS:
-        raise BadInput(f"no such asset {name!r}", 404)
-    return FileResponse(f"{swagger_ui_path}/{name}")
-
+add_offline_docs(app)
 
 app.add_middleware(guard.RequestGuard)  # key, content type and size before any body is parsed
 
@@ -229,17 +206,23 @@ class Gateway:
             raise BadInput(f"{n} images exceed the limit of {self.max_images} per request", 413)
 
     async def _tensors(self, payloads: list[bytes] | list[str], info: dict, field: str = "images") -> list:
-        """Uploaded bytes or base64 strings -> model inputs, all on the decoder thread (a 32 MiB
-        body's base64 held the event loop too); every header is checked before any image is decoded."""
+        """Uploaded bytes or base64 strings -> model inputs; every header checked before any decode.
+        A small request (<= 256 KiB, <= 512² pixels: a few ms) is read on the event loop, so it never
+        waits behind a large image; a larger one entirely on the decoder thread, base64 included."""
         self._count(len(payloads))
-        return await asyncio.get_running_loop().run_in_executor(self._decoder, self._decode, payloads, info, field)
+        limits = (field, self.max_pixels, self.max_request_pixels)
+        run = functools.partial(asyncio.get_running_loop().run_in_executor, self._decoder)
+        if sum(map(len, payloads)) > 256 * 2**10:
+            raws, where, _ = await run(read_payloads, payloads, *limits)
+        else:
+            raws, where, pixels = read_payloads(payloads, *limits)
+            if pixels <= 512 * 512:
+                return self._decode(raws, where, info)
+        return await run(self._decode, raws, where, info)
 
-    def _decode(self, payloads: list[bytes] | list[str], info: dict, field: str) -> list[torch.Tensor]:
+    def _decode(self, raws: list[bytes], where: list[str], info: dict) -> list[torch.Tensor]:
         from vitforge.inference import preprocess
 
-        where = [f"{field}[{i}]" if field == "images" else field for i in range(len(payloads))]
-        raws = [p if isinstance(p, bytes) else b64_to_bytes(p, w) for p, w in zip(payloads, where, strict=True)]
-        check_images(raws, self.max_pixels, self.max_request_pixels)  # headers only, before any decode
         card = {"model": {"img_size": info["img_size"]}, "normalization": info["normalization"]}
         # One image at a time: only one full-size decode is alive, whatever the count (memory).
         return [preprocess([open_image(r, w, self.max_pixels)], card)[0] for r, w in zip(raws, where, strict=True)]

@@ -65,15 +65,26 @@ def _header(raw: bytes, where: str, max_pixels: int) -> Image.Image:
     return img
 
 
-def check_images(raws: list[bytes], max_pixels: int, max_request_pixels: int) -> None:
+def check_images(raws: list[bytes], max_pixels: int, max_request_pixels: int) -> int:
     """Every image's format and size from its header, before any is decoded: a request whose images
-    add up to more than ``max_request_pixels`` costs no decompression at all."""
+    add up to more than ``max_request_pixels`` costs no decompression at all. Returns the total."""
     total = 0
     for i, raw in enumerate(raws):
         w, h = _header(raw, f"images[{i}]", max_pixels).size
         total += w * h
         if total > max_request_pixels:
             raise BadInput(f"images[{i}]: the request's images exceed its limit of {max_request_pixels} pixels", 413)
+    return total
+
+
+def read_payloads(
+    payloads: list[bytes] | list[str], field: str, max_pixels: int, max_request_pixels: int
+) -> tuple[list[bytes], list[str], int]:
+    """Uploaded bytes or base64 strings -> (raw bytes, the name of each for errors, total pixels),
+    every header checked; nothing decoded yet."""
+    where = [f"{field}[{i}]" if field == "images" else field for i in range(len(payloads))]
+    raws = [p if isinstance(p, bytes) else b64_to_bytes(p, w) for p, w in zip(payloads, where, strict=True)]
+    return raws, where, check_images(raws, max_pixels, max_request_pixels)
 
 
 def open_image(raw: bytes, where: str, max_pixels: int) -> Image.Image:
