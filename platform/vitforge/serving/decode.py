@@ -8,6 +8,7 @@ import io
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NamedTuple
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -65,26 +66,33 @@ def _header(raw: bytes, where: str, max_pixels: int) -> Image.Image:
     return img
 
 
-def check_images(raws: list[bytes], max_pixels: int, max_request_pixels: int) -> int:
+class Payloads(NamedTuple):
+    raws: list[bytes]
+    where: list[str]  # each image's name in errors: images[3], files[0], image
+    pixels: int  # the request's total, from the headers
+    progressive: bool  # a progressive JPEG among them: its decode costs a pass per scan, whatever its size
+
+
+def check_images(raws: list[bytes], where: list[str], max_pixels: int, max_request_pixels: int) -> tuple[int, bool]:
     """Every image's format and size from its header, before any is decoded: a request whose images
-    add up to more than ``max_request_pixels`` costs no decompression at all. Returns the total."""
-    total = 0
-    for i, raw in enumerate(raws):
-        w, h = _header(raw, f"images[{i}]", max_pixels).size
-        total += w * h
+    add up to more than ``max_request_pixels`` costs no decompression at all. Returns the total
+    pixels and whether any image is a progressive JPEG."""
+    total, progressive = 0, False
+    for raw, name in zip(raws, where, strict=True):
+        img = _header(raw, name, max_pixels)
+        progressive |= bool(img.info.get("progressive") or img.info.get("progression"))
+        total += img.size[0] * img.size[1]
         if total > max_request_pixels:
-            raise BadInput(f"images[{i}]: the request's images exceed its limit of {max_request_pixels} pixels", 413)
-    return total
+            raise BadInput(f"{name}: the request's images exceed its limit of {max_request_pixels} pixels", 413)
+    return total, progressive
 
 
-def read_payloads(
-    payloads: list[bytes] | list[str], field: str, max_pixels: int, max_request_pixels: int
-) -> tuple[list[bytes], list[str], int]:
-    """Uploaded bytes or base64 strings -> (raw bytes, the name of each for errors, total pixels),
-    every header checked; nothing decoded yet."""
-    where = [f"{field}[{i}]" if field == "images" else field for i in range(len(payloads))]
+def read_payloads(payloads: list[bytes] | list[str], field: str, max_pixels: int, max_request_pixels: int) -> Payloads:
+    """Uploaded bytes or base64 strings -> raw bytes named for errors (``field[i]``; ``image`` for a
+    single one), every header checked; nothing decoded yet."""
+    where = [field if field == "image" else f"{field}[{i}]" for i in range(len(payloads))]
     raws = [p if isinstance(p, bytes) else b64_to_bytes(p, w) for p, w in zip(payloads, where, strict=True)]
-    return raws, where, check_images(raws, max_pixels, max_request_pixels)
+    return Payloads(raws, where, *check_images(raws, where, max_pixels, max_request_pixels))
 
 
 def open_image(raw: bytes, where: str, max_pixels: int) -> Image.Image:

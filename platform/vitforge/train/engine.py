@@ -98,8 +98,10 @@ def _skip_shm_inference_op() -> None:
     compiling per fresh environment on 2 cores and the load per engine; the gradients are the same.
     """
     import deepspeed.ops
+    from deepspeed.accelerator import get_accelerator
 
-    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    if get_accelerator().device_name() == "cpu":  # elsewhere the op does not exist: leave the probe alone
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
 
 
 def init_engine(task: nn.Module, groups: list[dict], spec: JobSpec, stage: AnyStage, micro_batch: int):
