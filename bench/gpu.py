@@ -69,7 +69,10 @@ def _make_step(mode: str, mae, groups: list[dict], imgs, patch: int, batch: int,
     if mode.startswith("DeepSpeed"):
         import deepspeed
 
+        from vitforge.train.engine import skip_shm_inference_op
+
         _dist_init(t.backend)
+        skip_shm_inference_op()  # the CPU dry run: no C++ build of an op training never uses
         engine, *_ = deepspeed.initialize(
             model=mae, optimizer=torch.optim.AdamW(groups, fused=True),
             config={"train_micro_batch_size_per_gpu": batch, "bf16": {"enabled": True},

@@ -90,7 +90,7 @@ def compile_blocks(task: nn.Module, zero_stage: int) -> int:
     return len(blocks)
 
 
-def _skip_shm_inference_op() -> None:
+def skip_shm_inference_op() -> None:
     """DeepSpeed's CPU accelerator JIT-compiles a shared-memory all-reduce (``deepspeed_shm_comm``,
     C++ with ninja) when its comm backend starts, and rebuilds it for every new environment path.
     Only ``inference_all_reduce`` uses it; training all-reduces through torch.distributed (gloo
@@ -111,7 +111,7 @@ def init_engine(task: nn.Module, groups: list[dict], spec: JobSpec, stage: AnySt
     if not any(p.requires_grad for g in groups for p in g["params"]):
         raise ValueError(f"stage {stage.name}: no trainable parameters")
     optimizer = build_optimizer(groups, stage, spec.deepspeed.offload_optimizer)
-    _skip_shm_inference_op()
+    skip_shm_inference_op()
     engine, optimizer, _, _ = deepspeed.initialize(
         model=task, optimizer=optimizer, config=deepspeed_config(spec, micro_batch), dist_init_required=False
     )
