@@ -64,7 +64,7 @@ def test_any_image_size_and_channels() -> None:
 
 
 def test_unknown_size_names_allowed_values() -> None:
-    with pytest.raises(ValueError, match="allowed: test, mini, tiny, small, base, large, huge"):
+    with pytest.raises(ValueError, match="allowed: test, micro, mini, tiny, small, base, large, huge"):
         m.vit("gigantic")
 
 

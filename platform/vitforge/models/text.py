@@ -46,6 +46,7 @@ class TextEncoder(nn.Module):
 # Text towers paired with image sizes (CLIP's widths, scaled down for the small sizes).
 TEXT_SIZES: dict[str, dict[str, int]] = {
     "test": {"dim": 32, "depth": 2, "heads": 2},
+    "micro": {"dim": 64, "depth": 2, "heads": 2},
     "tiny": {"dim": 256, "depth": 6, "heads": 4},
     "small": {"dim": 384, "depth": 12, "heads": 6},
     "base": {"dim": 512, "depth": 12, "heads": 8},

@@ -31,7 +31,9 @@ class ViTSize:
 # MAE's decoder is 512 wide, 8 deep, 16 heads for B/L/H; the small sizes get a lighter one.
 SIZES: dict[str, ViTSize] = {
     "test": ViTSize(dim=32, depth=4, heads=2, decoder_dim=32, decoder_depth=1, decoder_heads=2),
-    # Between test and tiny, for CPU experiments (5x a test step; the quickstart keeps `test`).
+    # Between test and tiny, for CPU jobs: micro (the quickstart and the reproduction; a MAE step
+    # costs what a test step does, a contrastive step twice) and mini (CPU benchmarks, 5x a test step).
+    "micro": ViTSize(dim=64, depth=4, heads=2, decoder_dim=32, decoder_depth=1, decoder_heads=2),
     "mini": ViTSize(dim=96, depth=6, heads=3, decoder_dim=64, decoder_depth=2, decoder_heads=2),
     "tiny": ViTSize(dim=192, depth=12, heads=3, decoder_dim=256, decoder_depth=4, decoder_heads=8),
     "small": ViTSize(dim=384, depth=12, heads=6, decoder_dim=256, decoder_depth=4, decoder_heads=8),
@@ -244,6 +246,7 @@ def _constructor(size: str, patch: int):
 
 
 vit_test_patch4 = _constructor("test", 4)
+vit_micro_patch4 = _constructor("micro", 4)
 vit_tiny_patch14 = _constructor("tiny", 14)
 vit_tiny_patch16 = _constructor("tiny", 16)
 vit_small_patch14 = _constructor("small", 14)
