@@ -32,7 +32,7 @@ def test_unknown_size_names_allowed_values() -> None:
     msg = err({}, "model.size=gigantic")
     assert (
         "model.size" in msg
-        and "'test', 'mini', 'tiny', 'small', 'base', 'large' or 'huge'" in msg
+        and "'test', 'micro', 'mini', 'tiny', 'small', 'base', 'large' or 'huge'" in msg
         and "gigantic" in msg
     )
 
