@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from vitforge.models.vit import SIZES
 from vitforge.stage_specs import MAE_CT_ORDER, STAGE_NAMES, AnyStage, MAEStage, NNCLRStage, Spec, StageSpec
 
-SizeName = Literal["test", "micro", "mini", "tiny", "small", "base", "large", "huge"]
+SizeName = Literal[tuple(SIZES)]  # the size table's names, in its order (one place to add a size)
 
 
 class ModelSpec(Spec):
