@@ -45,17 +45,17 @@ def data_info(
 
     Example: vitforge data info ./data/shapes --split test
     """
-    from vitforge.data import DataError, channel_stats, detect_format, load_source
+    from vitforge.data import Columns, DataError, channel_stats, detect_format, load_source
 
     try:
         fmt = detect_format(source)
-        ds = load_source(source, split, fmt, image_column, label_column, caption_column)
+        ds = load_source(source, split, fmt, Columns(image_column, label_column, caption_column))
         mean, std = channel_stats(ds, max_images=256)
     except DataError as e:
         raise fail(str(e)) from None
-    labels = sorted(set(ds["label"]) - {-1})
-    captions = sum(c is not None for c in ds["caption"])
-    typer.echo(f"format {fmt}, split {split}: {len(ds)} rows, {len(labels)} labels, {captions} captions")
+    labels = ds.num_classes or 0
+    captions = "with captions" if ds.has_captions else "no captions"
+    typer.echo(f"format {fmt}, split {split}: {len(ds)} rows in {len(ds.pieces)} pieces, {labels} labels, {captions}")
     typer.echo(f"mean {mean}  std {std}")
 
 

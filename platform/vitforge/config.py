@@ -56,7 +56,7 @@ class ModelSpec(Spec):
 
 class DataSpec(Spec):
     source: str = "digits-cluttered"
-    format: Literal["builtin", "imagefolder", "parquet", "arrow", "saved"] | None = None
+    format: Literal["builtin", "imagefolder", "parquet", "arrow", "saved", "webdataset"] | None = None
     split: str = "train"
     eval_split: str = "test"
     image_column: str = "image"
@@ -64,7 +64,9 @@ class DataSpec(Spec):
     caption_column: str | None = "caption"
     builtin_options: dict[str, Any] = Field(default_factory=dict)
     on_bad: Literal["raise", "skip"] = "raise"
-    loader: Literal["ray", "local"] = "ray"
+    # Rows shuffled together (webdataset's shuffle buffer): pieces are permuted by (seed, epoch), then
+    # cut into windows of at most this many rows, each shuffled and decoded by one task.
+    window_rows: int = Field(2048, ge=1)
     interpolation: Literal["bilinear", "bicubic"] = "bicubic"
     mean: tuple[float, float, float] | None = None  # None: measured from the data
     std: tuple[float, float, float] | None = None

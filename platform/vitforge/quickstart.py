@@ -23,9 +23,10 @@ def evaluate_mae_ct(spec: JobSpec, mae_export: str, final_export: str, tracker=N
 
     from vitforge.eval.evaluate import evaluate, raw_pixel_card
     from vitforge.inference import build_encoder, read_card
+    from vitforge.train.inputs import builtin_options
 
     card = read_card(final_export)
-    opts = {"size": spec.model.img_size, **spec.data.builtin_options} if spec.data.format in (None, "builtin") else None
+    opts = builtin_options(spec)
     common = {"source": spec.data.source, "train_split": spec.data.split, "test_split": spec.data.eval_split}
     common |= {"ks": (20,), "builtin_options": opts}
     torch.manual_seed(spec.seed)
@@ -64,6 +65,7 @@ def run_quickstart(spec_path: str | None, cloob: bool, echo: Callable[[str], Non
 
     from vitforge.eval.zeroshot import shapes_zero_shot
     from vitforge.inference import read_card
+    from vitforge.train.inputs import builtin_options
     from vitforge.train.run import ensure_ray, run_job
 
     console = Console()
@@ -80,7 +82,7 @@ def run_quickstart(spec_path: str | None, cloob: bool, echo: Callable[[str], Non
     if cloob:
         cspec = load_spec("quickstart-cloob")
         cres = run_job(cspec, log=lambda m: console.print(f"[bold cyan]vitforge[/] {m}"), show=True)
-        zs = shapes_zero_shot(cres[-1].export_dir, {**cspec.data.builtin_options, "size": cspec.model.img_size})
+        zs = shapes_zero_shot(cres[-1].export_dir, builtin_options(cspec))
         evals["CLOOB"] = zs
         run_id = read_card(cres[-1].export_dir).get("mlflow_run_id")
         log_evaluation(tracker, run_id, {f"eval_zeroshot_{k}": v for k, v in zs.items()}, model_metrics=zs)

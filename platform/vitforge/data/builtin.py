@@ -11,6 +11,7 @@ Each returns a dict of split -> list of records ``{"image": PIL.Image, "label": 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -246,3 +247,40 @@ def shapes(n: int = 2000, size: int = 32, seed: int = 0, test_fraction: float = 
 
 BUILTINS = {"digits": digits, "digits-cluttered": digits_cluttered, "shapes": shapes}
 CLASS_NAMES = {"digits": DIGIT_NAMES, "digits-cluttered": DIGIT_NAMES, "shapes": SHAPES}
+
+
+def builtin_parquet(name: str, split: str, options: dict, cache: Path | None = None) -> Path:
+    """The built-in's split as Parquet, generated once per machine and options (every node of a
+    cluster makes the same file: generation is deterministic by seed) under ``~/.cache/vitforge``
+    (``XDG_CACHE_HOME``), in row groups of 256 so a window of rows spans several."""
+    import hashlib
+    import io
+    import json
+    import os
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    key = hashlib.sha256(json.dumps([name, sorted(options.items())], default=str).encode()).hexdigest()[:16]
+    root = cache or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vitforge" / "builtin"
+    out = root / f"{name}-{key}" / f"{split}.parquet"
+    if out.is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for s, records in BUILTINS[name](**options).items():
+        images = []
+        for r in records:
+            buf = io.BytesIO()
+            r["image"].save(buf, format="PNG")
+            images.append(buf.getvalue())
+        table = pa.table(
+            {
+                "image": pa.array(images, pa.binary()),
+                "label": pa.array([r["label"] for r in records], pa.int64()),
+                "caption": pa.array([r["caption"] for r in records], pa.string()),
+            }
+        )
+        tmp = out.parent / f".{s}.{os.getpid()}.tmp"
+        pq.write_table(table, tmp, row_group_size=256)
+        os.replace(tmp, out.parent / f"{s}.parquet")  # atomic: a concurrent reader sees all or nothing
+    return out

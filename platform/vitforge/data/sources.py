@@ -1,28 +1,81 @@
-"""Datasets from the user's formats, read with Hugging Face ``datasets``, in one normalized schema.
+"""Data sources planned on the driver from metadata alone: which files (and Parquet row groups)
+hold how many rows. Rows themselves are read later, window by window (``data/stream.py``), by Ray
+Data tasks on the cluster or by the process that needs them.
 
-Every source becomes a ``datasets.Dataset`` with the columns
-``index`` (int64, a stable sample id), ``image`` (``{"bytes", "path"}``, not decoded),
-``label`` (int64, -1 when absent) and ``caption`` (string or None).
+Every source, whatever its format, reads as rows of one schema: ``id`` (int64, a stable sample id:
+the piece's first id plus the row's place in it, from the listing order), ``image`` (bytes, a path
+or a ``{"bytes", "path"}`` cell, decoded later), ``label`` (int64, -1 when absent) and ``caption``
+(string or None).
 """
 
 from __future__ import annotations
 
 import io
+import tarfile
 import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import datasets
 import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from PIL import Image, UnidentifiedImageError
 
-from vitforge.data.builtin import BUILTINS
+from vitforge.data.builtin import BUILTINS, builtin_parquet
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-FORMATS = ("builtin", "imagefolder", "parquet", "arrow", "saved")
+CAPTION_SUFFIXES = (".txt", ".caption", ".json")
+FORMATS = ("builtin", "imagefolder", "parquet", "arrow", "saved", "webdataset")
 
 
 class DataError(ValueError):
     """Bad input data: the message names the file or row and the column."""
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The source's own names for the image, label and caption columns (Parquet, Arrow)."""
+
+    image: str = "image"
+    label: str | None = "label"
+    caption: str | None = "caption"
+
+
+@dataclass
+class Source:
+    """A planned source: its pieces (a Parquet row group, an Arrow file, a tar shard or one image
+    file) with their row counts and first ids — metadata only, a few bytes per piece.
+
+    ``pieces`` columns: ``uri``, ``part`` (row group; -1 otherwise), ``rows``, ``first_id``, ``label``
+    (an image folder's class; -1 otherwise). ``kind`` says how a piece is read.
+    """
+
+    name: str
+    format: str
+    split: str
+    kind: str  # "parquet" | "arrow" | "file" | "tar"
+    columns: Columns
+    pieces: pa.Table
+    classes: list[str] = field(default_factory=list)  # folder names, when the source has them
+    num_classes: int | None = None
+    has_captions: bool = False
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+    @property
+    def num_rows(self) -> int:
+        return int(pc.sum(self.pieces["rows"]).as_py() or 0)
+
+    def labels_known(self) -> bool:
+        return self.num_classes is not None
+
+
+def _uri(fs, path: str) -> str:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return path if protocol in ("file", "local") else f"{protocol}://{path}"
 
 
 def detect_format(path: str) -> str:
@@ -33,48 +86,125 @@ def detect_format(path: str) -> str:
     if not fs.exists(root):
         raise DataError(f"data source {path!r} does not exist (built-ins: {', '.join(BUILTINS)})")
     if fs.isfile(root):
-        if root.endswith(".parquet"):
-            return "parquet"
-        if root.endswith(".arrow"):
-            return "arrow"
-        raise DataError(f"cannot tell the format of file {path!r}: expected .parquet or .arrow")
+        for suffix, fmt in ((".parquet", "parquet"), (".arrow", "arrow"), (".tar", "webdataset")):
+            if root.endswith(suffix):
+                return fmt
+        raise DataError(f"cannot tell the format of file {path!r}: expected .parquet, .arrow or .tar")
     names = {Path(p).name for p in fs.ls(root, detail=False)}
     if "state.json" in names or "dataset_dict.json" in names:
         return "saved"
     if any(n.endswith(".parquet") for n in names):
         return "parquet"
+    if any(n.endswith(".tar") for n in names):
+        return "webdataset"
     return "imagefolder"
 
 
-def _builtin(name: str, split: str, **kwargs) -> datasets.Dataset:
-    records = BUILTINS[name](**kwargs)[split]
-    features = datasets.Features(
-        {"image": datasets.Image(), "label": datasets.Value("int64"), "caption": datasets.Value("string")}
-    )
-    return datasets.Dataset.from_dict(
-        {k: [r[k] for r in records] for k in ("image", "label", "caption")}, features=features
-    )
-
-
-def _parquet_files(path: str, split: str) -> list[str]:
+def _split_files(path: str, split: str, suffix: str) -> list[str]:
+    """Files of a split: ``DIR/<split>*<suffix>`` (or ``DIR/<split>/*``), else every file; a file
+    path is itself. Files that do not end in ``suffix`` are never handed on (a log file beside the
+    shards, say)."""
     fs, root = fsspec.core.url_to_fs(path)
     if fs.isfile(root):
         return [path]
-    files = sorted(p for p in fs.ls(root, detail=False) if p.endswith(".parquet"))
-    chosen = [p for p in files if Path(p).stem.startswith(split)] or files
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return [p if protocol == "file" else f"{protocol}://{p}" for p in chosen]
+    if fs.isdir(f"{root}/{split}"):
+        root = f"{root}/{split}"
+    files = sorted(p for p in fs.find(root) if p.endswith(suffix))
+    chosen = [p for p in files if Path(p).name.startswith(split)] or files
+    if not chosen:
+        raise DataError(f"{path}: no {suffix} files")
+    return [_uri(fs, p) for p in chosen]
 
 
-def _parquet_rows(uri: str) -> int:
+def _parquet_pieces(files: list[str], columns: Columns, name: str) -> tuple[pa.Table, int | None, bool]:
+    """Row groups from the footers (read in parallel threads; no row is read). The label's largest
+    value comes from the row groups' statistics where they have it."""
     import pyarrow.parquet as pq
 
-    with fsspec.open(uri, "rb") as f:
-        return pq.ParquetFile(f).metadata.num_rows
+    def footer(uri: str):
+        with fsspec.open(uri, "rb") as f:
+            return pq.ParquetFile(f).metadata
+
+    with ThreadPoolExecutor(16) as pool:
+        metas = list(pool.map(footer, files))
+    schema = metas[0].schema.to_arrow_schema()
+    _check_columns(schema, columns, name)
+    uris, parts, rows, top = [], [], [], -1
+    label_at = schema.get_field_index(columns.label) if columns.label in schema.names else -1
+    for uri, meta in zip(files, metas, strict=True):
+        for g in range(meta.num_row_groups):
+            rg = meta.row_group(g)
+            uris.append(uri)
+            parts.append(g)
+            rows.append(rg.num_rows)
+            if label_at >= 0:
+                stats = _leaf(rg, meta, columns.label).statistics
+                top = max(top, int(stats.max)) if stats is not None and stats.has_min_max else top
+    has_caption = columns.caption in schema.names
+    return _table(uris, parts, rows), (top + 1 if top >= 0 else None), has_caption
 
 
-def _imagefolder(path: str, split: str) -> datasets.Dataset:
-    """Class sub-folders -> labels (sorted names); ``DIR/train`` and ``DIR/test`` are splits if present."""
+def _leaf(rg, meta, name: str):
+    for i in range(meta.num_columns):
+        if rg.column(i).path_in_schema == name:
+            return rg.column(i)
+    raise DataError(f"column {name!r} is not a leaf column")
+
+
+def _check_columns(schema: pa.Schema, columns: Columns, name: str) -> None:
+    cols = set(schema.names)
+    if columns.image not in cols:
+        raise DataError(f"{name}: no image column {columns.image!r}; columns are {sorted(cols)}")
+    if columns.caption in cols:
+        t = schema.field(columns.caption).type
+        if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)):
+            raise DataError(f"{name}: caption column {columns.caption!r} must hold strings, found {t}")
+
+
+def _arrow_pieces(files: list[str], columns: Columns, name: str) -> tuple[pa.Table, int | None, bool]:
+    """Arrow IPC stream files (``save_to_disk``): one piece a file; rows counted memory-mapped."""
+    rows, schema, top = [], None, -1
+    for uri in files:
+        with pa.memory_map(uri) as src:
+            table = pa.ipc.open_stream(src).read_all()
+        schema = table.schema
+        rows.append(table.num_rows)
+        if columns.label in table.column_names and table.num_rows:
+            top = max(top, int(pc.max(table[columns.label]).as_py() or -1))
+    _check_columns(schema, columns, name)
+    return _table(files, [-1] * len(files), rows), (top + 1 if top >= 0 else None), columns.caption in schema.names
+
+
+def tar_samples(f) -> list[tuple[str, dict[str, tarfile.TarInfo]]]:
+    """A WebDataset shard's samples in file order: key -> its members by extension
+    (``000123.jpg``, ``000123.txt``, ``000123.cls``: one sample)."""
+    samples: dict[str, dict[str, tarfile.TarInfo]] = {}
+    with tarfile.open(fileobj=f, mode="r|*") if not f.seekable() else tarfile.open(fileobj=f) as tar:
+        for m in tar:
+            if not m.isfile():
+                continue
+            base = m.name.rsplit("/", 1)[-1]
+            key, _, ext = base.partition(".")
+            samples.setdefault(f"{m.name.rsplit('/', 1)[0]}/{key}" if "/" in m.name else key, {})["." + ext] = m
+    return list(samples.items())
+
+
+def _tar_pieces(files: list[str]) -> tuple[pa.Table, bool]:
+    def count(uri: str) -> tuple[int, bool]:
+        with fsspec.open(uri, "rb") as f:
+            samples = tar_samples(f)
+        return sum(any(e in IMAGE_SUFFIXES for e in m) for _, m in samples), any(
+            any(e in CAPTION_SUFFIXES for e in m) for _, m in samples
+        )
+
+    with ThreadPoolExecutor(16) as pool:
+        counts = list(pool.map(count, files))
+    return _table(files, [-1] * len(files), [c for c, _ in counts]), any(c for _, c in counts)
+
+
+def _folder_pieces(path: str, split: str) -> tuple[pa.Table, list[str]]:
+    """Class sub-folders -> labels (sorted names); ``DIR/train`` and ``DIR/test`` are splits if present.
+    One piece per image file: the listing is the only pass, and it reads no image."""
     fs, root = fsspec.core.url_to_fs(path)
     if fs.isdir(f"{root}/{split}"):
         root = f"{root}/{split}"
@@ -82,100 +212,75 @@ def _imagefolder(path: str, split: str) -> datasets.Dataset:
     paths, labels = [], []
     if classes:
         for label, cls in enumerate(classes):
-            for p in sorted(fs.find(f"{root}/{cls}")):
-                if Path(p).suffix.lower() in IMAGE_SUFFIXES:
-                    paths.append(p)
-                    labels.append(label)
+            found = [p for p in sorted(fs.find(f"{root}/{cls}")) if Path(p).suffix.lower() in IMAGE_SUFFIXES]
+            paths += found
+            labels += [label] * len(found)
     else:
         paths = [p for p in sorted(fs.find(root)) if Path(p).suffix.lower() in IMAGE_SUFFIXES]
         labels = [-1] * len(paths)
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    uris = [p if protocol == "file" else f"{protocol}://{p}" for p in paths]
-    ds = datasets.Dataset.from_dict(
-        {"image": [{"bytes": None, "path": u} for u in uris], "label": labels, "caption": [None] * len(uris)},
-        features=datasets.Features(
-            {
-                "image": datasets.Image(decode=False),
-                "label": datasets.Value("int64"),
-                "caption": datasets.Value("string"),
-            }
-        ),
+    uris = [_uri(fs, p) for p in paths]
+    return _table(uris, [-1] * len(uris), [1] * len(uris), labels), classes
+
+
+def _table(uris: list[str], parts: list[int], rows: list[int], labels: list[int] | None = None) -> pa.Table:
+    rows_a = np.asarray(rows, dtype=np.int64)
+    first = np.concatenate([[0], np.cumsum(rows_a)[:-1]]).astype(np.int64) if len(rows_a) else rows_a
+    return pa.table(
+        {
+            "uri": pa.array(uris, pa.string()),
+            "part": pa.array(parts, pa.int32()),
+            "rows": rows_a,
+            "first_id": first,
+            "label": pa.array(labels if labels is not None else [-1] * len(uris), pa.int64()),
+        }
     )
-    ds.info.description = f"classes: {classes}"
-    return ds
 
 
 def load_source(
     path: str,
     split: str = "train",
     format: str | None = None,
-    image_column: str = "image",
-    label_column: str | None = "label",
-    caption_column: str | None = "caption",
+    columns: Columns = Columns(),
     require_captions: bool = False,
     builtin_options: dict | None = None,
-) -> datasets.Dataset:
-    """Read a source into the normalized schema. ``format`` is detected when None.
+) -> Source:
+    """Plan a source: list its files and read their footers, never their rows. ``format`` is
+    detected when None. A built-in is written once as Parquet (``builtin_parquet``) and read as such.
 
     Columns are checked here, before any training starts: a missing image (or, with
-    ``require_captions``, caption) column, a caption column that is not text and an empty
-    dataset raise :class:`DataError` naming the column and what is there.
+    ``require_captions``, caption) column, a caption column that is not text and an empty source
+    raise :class:`DataError` naming the column and what is there.
     """
     fmt = format or detect_format(path)
     if fmt not in FORMATS:
         raise DataError(f"data format must be one of {', '.join(FORMATS)}; got {fmt!r}")
+    classes: list[str] = []
+    num_classes: int | None = None
     if fmt == "builtin":
         if path not in BUILTINS:
             raise DataError(f"unknown built-in dataset {path!r}; allowed: {', '.join(BUILTINS)}")
-        ds = _builtin(path, split, **(builtin_options or {}))
-    elif fmt == "imagefolder":
-        ds = _imagefolder(path, split)
-    elif fmt == "parquet":
-        files = _parquet_files(path, split)
-        if sum(_parquet_rows(f) for f in files) == 0:  # datasets fails obscurely on empty files
-            raise DataError(f"{path}: the dataset is empty (no rows in {', '.join(files)})")
-        ds = datasets.Dataset.from_parquet(files)
-    elif fmt == "arrow":
-        ds = datasets.Dataset.from_file(path)
+        file = builtin_parquet(path, split, builtin_options or {})
+        pieces, num_classes, captions = _parquet_pieces([str(file)], Columns(), path)
+        kind, columns = "parquet", Columns()
+    elif fmt in ("parquet",):
+        pieces, num_classes, captions = _parquet_pieces(_split_files(path, split, ".parquet"), columns, path)
+        kind = "parquet"
+    elif fmt in ("arrow", "saved"):
+        pieces, num_classes, captions = _arrow_pieces(_split_files(path, split, ".arrow"), columns, path)
+        kind = "arrow"
+    elif fmt == "webdataset":
+        pieces, captions = _tar_pieces(_split_files(path, split, ".tar"))
+        kind, columns = "tar", Columns(label="cls", caption="txt")
     else:
-        loaded = datasets.load_from_disk(path)
-        ds = loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
-    return normalize(ds, path, image_column, label_column, caption_column, require_captions)
-
-
-def normalize(
-    ds: datasets.Dataset,
-    name: str,
-    image_column: str = "image",
-    label_column: str | None = "label",
-    caption_column: str | None = "caption",
-    require_captions: bool = False,
-) -> datasets.Dataset:
-    cols = set(ds.column_names)
-    if image_column not in cols:
-        raise DataError(f"{name}: no image column {image_column!r}; columns are {sorted(cols)}")
-    if require_captions and (caption_column is None or caption_column not in cols):
-        raise DataError(f"{name}: no caption column {caption_column!r}; columns are {sorted(cols)}")
-    if len(ds) == 0:
-        raise DataError(f"{name}: the dataset is empty")
-    if caption_column in cols:
-        feat = ds.features[caption_column]
-        if not (isinstance(feat, datasets.Value) and feat.dtype in ("string", "large_string", "null")):
-            raise DataError(f"{name}: caption column {caption_column!r} must hold strings, found {feat}")
-    keep = {image_column: "image"}
-    if label_column in cols:
-        keep[label_column] = "label"
-    if caption_column in cols:
-        keep[caption_column] = "caption"
-    ds = ds.select_columns(list(keep)).rename_columns({k: v for k, v in keep.items() if k != v})
-    image_feat = ds.features["image"]
-    if isinstance(image_feat, datasets.Image):
-        ds = ds.cast_column("image", datasets.Image(decode=False))
-    if "label" not in ds.column_names:
-        ds = ds.add_column("label", [-1] * len(ds))
-    if "caption" not in ds.column_names:
-        ds = ds.add_column("caption", [None] * len(ds), feature=datasets.Value("string"))
-    return ds.add_column("index", list(range(len(ds))))
+        pieces, classes = _folder_pieces(path, split)
+        kind, captions = "file", False
+        num_classes = len(classes) or None
+    source = Source(path, fmt, split, kind, columns, pieces, classes, num_classes, captions)
+    if require_captions and not captions:
+        raise DataError(f"{path}: no caption column {columns.caption!r} (image-text stages need captions)")
+    if source.num_rows == 0:
+        raise DataError(f"{path}: the dataset is empty (split {split!r})")
+    return source
 
 
 def load_image(value: object, where: str) -> Image.Image:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import datasets
 import torch
 from torch import nn
 
-from vitforge.data import BatchMaker, build_view, iter_batches
+from vitforge.data import BatchMaker, Source, build_view, iter_batches
 from vitforge.inference import embed
 
 
@@ -24,7 +23,7 @@ def eval_maker(card: dict[str, Any], source: str = "eval") -> BatchMaker:
 def extract_features(
     model: nn.Module | None,
     card: dict[str, Any],
-    ds: datasets.Dataset,
+    ds: Source,
     batch_size: int = 256,
     device: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:

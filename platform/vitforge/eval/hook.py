@@ -13,15 +13,14 @@ from vitforge.config import JobSpec
 def knn_hook(spec: JobSpec, normalization: dict, max_train: int = 1000, max_test: int = 500, k: int = 20) -> Callable:
     """A ``WorkerContext.eval_fn``: every rank embeds the same small labelled sets (so ZeRO-3's
     collective forward works) and returns ``{"knn20": accuracy}``."""
-    from vitforge.data import BatchMaker, build_view, iter_batches, load_source
+    from vitforge.data import BatchMaker, build_view, iter_batches
     from vitforge.eval.knn import knn_accuracy
     from vitforge.inference import embed
+    from vitforge.train.inputs import load_train_data
 
-    opts = {"size": spec.model.img_size, **spec.data.builtin_options} if spec.data.format in (None, "builtin") else None
-    train = load_source(spec.data.source, spec.data.split, spec.data.format, builtin_options=opts)
-    test = load_source(spec.data.source, spec.data.eval_split, spec.data.format, builtin_options=opts)
-    train = train.select(range(min(max_train, len(train))))
-    test = test.select(range(min(max_test, len(test))))
+    train = load_train_data(spec)
+    test = load_train_data(spec, spec.data.eval_split)
+    limits = {id(train): max_train, id(test): max_test}
     maker = BatchMaker([build_view(spec.model.img_size, normalization["mean"], normalization["std"], train=False)])
 
     @torch.no_grad()
@@ -30,7 +29,7 @@ def knn_hook(spec: JobSpec, normalization: dict, max_train: int = 1000, max_test
         model = parts.get("model", parts["encoder"])
         device = next(task.parameters()).device
         f, y = [], []
-        for b in iter_batches(ds, maker, 256, shuffle=False):
+        for b in iter_batches(ds, maker, 256, shuffle=False, limit=limits[id(ds)]):
             f.append(embed(model, b["image"].to(device), spec.model.pool).float().cpu())
             y.append(b["label"])
         return torch.cat(f), torch.cat(y)

@@ -59,14 +59,16 @@ SHAPE_TEMPLATES = tuple(
 COLOUR_TEMPLATES = ("a small {}", "a large {}")
 
 
-def shapes_scores(model: ImageTextModel, card: dict, test: list[dict]) -> dict[str, float]:
+def shapes_scores(model: ImageTextModel, card: dict, test) -> dict[str, float]:
     """Shape and colour zero-shot top-1 of ``model`` on ``shapes`` records (see ``shapes_zero_shot``)."""
+    from vitforge.data import iter_rows
     from vitforge.eval.features import extract_features
 
     x, y = extract_features(model, card, test)
+    captions = [c for rows in iter_rows(test) for c in rows["caption"]]
     tok = ByteTokenizer(card["tokenizer"]["context_length"])
     colours = list(COLOURS)
-    y_col = torch.tensor([next(i for i, c in enumerate(colours) if f" {c} " in r["caption"]) for r in test])
+    y_col = torch.tensor([next(i for i, c in enumerate(colours) if f" {c} " in cap) for cap in captions])
     return {
         "shape_top1": zero_shot(x, y, class_embeddings(model, tok, SHAPES, SHAPE_TEMPLATES))["top1"],
         "colour_top1": zero_shot(x, y_col, class_embeddings(model, tok, colours, COLOUR_TEMPLATES))["top1"],

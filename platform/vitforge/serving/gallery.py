@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 def build_gallery(export_dir: str, source: str, split: str = "train", out: str | Path = "gallery", **load_kw) -> Path:
     """Embed every image of ``source``/``split`` with the exported model; writes
     ``OUT.safetensors`` (``embeddings`` (M, D), L2-normalized) and ``OUT.json``."""
-    from vitforge.data import load_source
+    from vitforge.data import iter_rows, load_source
     from vitforge.eval.features import extract_features
     from vitforge.inference import load_encoder
 
@@ -29,7 +29,7 @@ def build_gallery(export_dir: str, source: str, split: str = "train", out: str |
         "split": split,
         "model": str(export_dir),
         "labels": [int(v) if v >= 0 else None for v in labels.tolist()],
-        "captions": list(ds["caption"]),
+        "captions": [c for rows in iter_rows(ds) for c in rows["caption"]],
     }
     out.with_suffix(".json").write_text(json.dumps(meta))
     return out.with_suffix(".safetensors")

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from vitforge.config import JobSpec
-from vitforge.data import BUILTINS, BatchMaker, build_view, channel_stats, load_source
+from vitforge.data import BUILTINS, BatchMaker, Columns, Source, build_view, channel_stats, load_source
 from vitforge.models.tokenizer import ByteTokenizer
 
 
@@ -31,15 +31,15 @@ def make_batch_maker(
     return BatchMaker(view, d.source, tok, spec.seed, d.on_bad)
 
 
-def load_train_data(spec: JobSpec, split: str | None = None):
+def load_train_data(spec: JobSpec, split: str | None = None) -> Source:
+    """The spec's source planned (files and row counts, no rows): the one place a spec's data
+    fields become a source, for training, evaluation hooks, Tune and the preflight alike."""
     d = spec.data
     return load_source(
         d.source,
         split or d.split,
         d.format,
-        d.image_column,
-        d.label_column,
-        d.caption_column,
+        Columns(d.image_column, d.label_column, d.caption_column),
         require_captions=any(s.tokens for s in spec.stages),
         builtin_options=builtin_options(spec),
     )
@@ -52,7 +52,7 @@ def builtin_options(spec: JobSpec) -> dict | None:
     return {"size": spec.model.img_size, **spec.data.builtin_options} if builtin else None
 
 
-def normalization_for(spec: JobSpec, ds) -> dict[str, list[float]]:
+def normalization_for(spec: JobSpec, ds: Source) -> dict[str, list[float]]:
     if spec.data.mean and spec.data.std:
         return {"mean": list(spec.data.mean), "std": list(spec.data.std)}
     mean, std = channel_stats(ds, max_images=512, seed=spec.seed, on_bad=spec.data.on_bad)

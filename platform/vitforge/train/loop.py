@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 
 from vitforge.config import JobSpec
+from vitforge.data.stream import rank_rows
 from vitforge.data.transforms import normalize_uint8
 from vitforge.inference import embed
 from vitforge.train import engine as eng
@@ -43,7 +44,7 @@ class WorkerContext:
     rank: int
     world_size: int
     local_rank: int
-    batches: Callable[[int], Iterator[dict[str, torch.Tensor]]]  # epoch -> micro-batches
+    batches: Callable[[int, int], Iterator[dict[str, torch.Tensor]]]  # (epoch, first micro-batch) -> micro-batches
     report: Callable[[dict, str | None], None]  # metrics, checkpoint directory (or None)
     resume_dir: str | None = None
     init_from: str | None = None
@@ -55,10 +56,13 @@ class WorkerContext:
     normalization: dict | None = None  # mean/std for uint8 batches, normalized on the device
 
 
-def plan(spec: JobSpec, stage_index: int, num_rows: int) -> tuple[int, int]:
-    """(steps per epoch, total optimizer steps) of a stage; every worker runs exactly these."""
+def plan(spec: JobSpec, stage_index: int, num_rows: int, world: int | None = None) -> tuple[int, int]:
+    """(steps per epoch, total optimizer steps) of a stage on ``world`` workers (the spec's by
+    default); every worker runs exactly these, on the rows its windows give it (``rank_rows``)."""
     stage = spec.stages[stage_index]
-    steps_per_epoch = num_rows // stage.global_batch_size
+    world = max(spec.scaling.num_workers if world is None else world, 1)
+    per_step = spec.micro_batch(stage_index, world) * spec.deepspeed.grad_accum
+    steps_per_epoch = rank_rows(num_rows, world, spec.data.window_rows) // per_step
     if steps_per_epoch == 0:
         raise ValueError(
             f"stages[{stage_index}].global_batch_size {stage.global_batch_size} is larger than the"
@@ -161,7 +165,7 @@ def setup_stage(ctx: WorkerContext, spec: JobSpec, stage_index: int) -> StageRun
     engine = eng.init_engine(task.to(device), groups, spec, stage, spec.micro_batch(stage_index, ctx.world_size))
     if ctx.rank == 0:
         ctx.log(f"[{stage.name}] DeepSpeed engine ready in {time.perf_counter() - t_start:.1f}s")
-    steps_per_epoch, total = plan(spec, stage_index, ctx.num_train_rows)
+    steps_per_epoch, total = plan(spec, stage_index, ctx.num_train_rows, ctx.world_size)
     run = StageRun(
         ctx, spec, stage_index, task, engine, device, [(g["group"], g["lr_scale"]) for g in groups], base,
         steps_per_epoch, total, round(stage.optimizer.warmup_epochs * steps_per_epoch),
@@ -284,10 +288,9 @@ def run_stage(ctx: WorkerContext, spec: JobSpec, stage_index: int) -> dict:
     run.engine.train()
     while run.step < run.total:
         epoch = run.step // run.steps_per_epoch
-        skip = (run.step % run.steps_per_epoch) * spec.deepspeed.grad_accum  # resume mid-epoch in place
-        for i, batch in enumerate(ctx.batches(epoch)):
-            if i < skip:
-                continue
+        # Resumed mid-epoch: the stream starts at the next unseen micro-batch (nothing read twice).
+        start = (run.step % run.steps_per_epoch) * spec.deepspeed.grad_accum
+        for i, batch in enumerate(ctx.batches(epoch, start)):
             if run.step == 0 and ctx.rank == 0 and i == 0:
                 ctx.log(f"[{run.stage.name}] first batch after {time.perf_counter() - t_start:.1f}s")
             loss, grad_norm, lrs, boundary = train_step(run, batch)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vitforge.config import JobSpec
+from vitforge.data import sample_rows
 from vitforge.tracking import check_reachable, resolve_uri
 from vitforge.train.inputs import load_train_data, make_batch_maker, normalization_for
 
@@ -30,11 +31,12 @@ def preflight(spec: JobSpec, log: Callable[[str], None] = print) -> bool:
 def _data(spec: JobSpec) -> str:
     ds = load_train_data(spec)
     norm = normalization_for(spec, ds)
+    first = {k: v[:1] for k, v in sample_rows(ds, 1, spec.seed).items()}
     for i in range(len(spec.stages)):
-        out = make_batch_maker(spec, i, norm)(ds[:1])
+        out = make_batch_maker(spec, i, norm)(first, 0)
         if len(out["index"]) != 1:
             raise ValueError(f"the first row does not decode for stage {i} ({spec.stages[i].name})")
-    classes = len(set(ds["label"])) if "label" in ds.column_names else 0
+    classes = ds.num_classes or 0
     return f"{len(ds)} examples, {classes} classes, the first decodes to {tuple(out['image'].shape[1:])}"
 
 

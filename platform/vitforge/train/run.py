@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from vitforge.config import JobSpec
+from vitforge.data import Source
 from vitforge.inference import CARD
 from vitforge.tracking import Tracker, flatten, git_info, log_figure_rows, log_stage_summary, metrics_callback
 from vitforge.train import engine as eng
@@ -99,7 +100,6 @@ def run_stage_on_ray(
     ds,
     normalization: dict,
     memory_report: str | None = None,
-    local_data: bool | None = None,
     probe_out: str | None = None,
     tracker_config: dict | None = None,
     run_id: str | None = None,
@@ -113,13 +113,11 @@ def run_stage_on_ray(
     from ray.train import ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from vitforge.data import to_ray
     from vitforge.train.runners import train_loop_per_worker
 
     stage = spec.stages[stage_index]
     sc = spec.scaling
     maker = make_batch_maker(spec, stage_index, normalization, normalize=False)  # uint8 through Ray Data
-    use_local = spec.data.loader == "local" if local_data is None else local_data
     history = job_dir(spec) / f"history-{stage_index}-{stage.name}.jsonl"
     history.parent.mkdir(parents=True, exist_ok=True)
     resources = {"CPU": sc.cpus_per_worker} | ({"GPU": sc.gpus_per_worker} if sc.use_gpu else {})
@@ -134,7 +132,7 @@ def run_stage_on_ray(
             "normalization": normalization,
             "memory_report": memory_report,
             "probe_out": probe_out,
-            "local_data": (ds, maker) if use_local else None,
+            "data": (ds, maker),  # metadata only: each rank streams its windows through Ray Data
             "knn_normalization": normalization if knn else None,  # k-NN at epoch ends (Tune's knn20)
         },
         scaling_config=ScalingConfig(
@@ -145,7 +143,6 @@ def run_stage_on_ray(
         ),
         torch_config=TorchConfig(backend="nccl" if sc.use_gpu else "gloo"),
         run_config=_run_config(spec, stage_index, callbacks),
-        datasets=None if use_local else {"train": to_ray(ds, maker, batch_size=64, num_cpus=0.5)},
     )
     return trainer.fit()
 
@@ -261,7 +258,7 @@ class _Job:
     """What every stage of a running job shares."""
 
     spec: JobSpec
-    ds: object  # datasets.Dataset
+    ds: Source
     normalization: dict
     log: Callable[[str], None]
     probe_dir: str | None

@@ -1,6 +1,7 @@
-"""How the loop runs: ``train_loop_per_worker`` under Ray Train (data from a Ray Data shard or
-the in-process loader), or ``run_local`` / ``local_context`` in one process with a one-rank
-process group (tests, Tune's direct trials, the reproduction, GPU checks without Ray)."""
+"""How the loop runs: ``train_loop_per_worker`` under Ray Train (each rank streams its own windows
+through Ray Data tasks), or ``run_local`` / ``local_context`` in one process with a one-rank
+process group, reading the same windows itself (tests, Tune's direct trials, the reproduction,
+GPU checks without Ray)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import torch.distributed as dist
 
 from vitforge.config import JobSpec
-from vitforge.data.pipeline import iter_batches
+from vitforge.data import iter_batches, rank_dataset
 from vitforge.train import engine as eng
 from vitforge.train.inputs import load_train_data, make_batch_maker, normalization_for
 from vitforge.train.loop import WorkerContext, run_stage
@@ -31,18 +32,12 @@ def train_loop_per_worker(config: dict) -> None:
     workers = ctx_ray.get_world_size()
     micro = spec.micro_batch(config["stage_index"], workers)
 
-    if config.get("local_data") is not None:  # in-process loader (tests, small data)
-        ds, maker = config["local_data"]
+    rank = ctx_ray.get_world_rank()
+    source, maker = config["data"]  # the planned source (file names, row counts) and the views
 
-        def batches(epoch: int):
-            return iter_batches(
-                ds, maker, micro, epoch, drop_last=True, rank=ctx_ray.get_world_rank(), world_size=workers
-            )
-    else:
-        shard = ray.train.get_dataset_shard("train")
-
-        def batches(epoch: int):
-            return shard.iter_torch_batches(batch_size=micro, drop_last=True)
+    def batches(epoch: int, start: int):
+        ds = rank_dataset(source, maker, epoch, rank, workers, start * micro, spec.data.window_rows)
+        return ds.iter_torch_batches(batch_size=micro, drop_last=True)
 
     def report(metrics: dict, directory: str | None) -> None:
         ckpt = ray.train.Checkpoint.from_directory(directory) if directory else None
@@ -51,7 +46,7 @@ def train_loop_per_worker(config: dict) -> None:
     resume = ray.train.get_checkpoint()
     with resume.as_directory() if resume else contextlib.nullcontext() as resume_dir:
         ctx = WorkerContext(
-            rank=ctx_ray.get_world_rank(),
+            rank=rank,
             world_size=workers,
             local_rank=ctx_ray.get_local_rank(),
             batches=batches,
@@ -96,7 +91,9 @@ def local_context(spec: JobSpec, stage_index: int, report: Callable[[dict, str |
         rank=0,
         world_size=1,
         local_rank=0,
-        batches=lambda epoch: iter_batches(ds, maker, micro, epoch, drop_last=True),
+        batches=lambda epoch, start: iter_batches(
+            ds, maker, micro, epoch, drop_last=True, start_batch=start, window_rows=spec.data.window_rows
+        ),
         report=report,
         num_train_rows=len(ds),
         normalization=norm,

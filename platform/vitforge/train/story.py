@@ -44,12 +44,9 @@ class JobResults(list):
 
 
 def data_facts(ds) -> tuple[int, int | None]:
-    """(examples, classes) of a loaded source; classes None when it has no labels (all -1)."""
-    feature = ds.features.get("label")
-    if getattr(feature, "num_classes", None):
-        return len(ds), feature.num_classes
-    labels = set(ds.unique("label")) - {-1, None}
-    return len(ds), len(labels) or None
+    """(examples, classes) of a planned source, from its metadata (folder names, Parquet
+    statistics); classes None when it has no labels."""
+    return len(ds), ds.num_classes
 
 
 def banner(
