@@ -16,7 +16,7 @@ def tiny(tmp_path: Path, *overrides: str):
     base = {
         "name": "local",
         "model": {"size": "test", "patch_size": 4, "img_size": 16},
-        "data": {"source": "digits", "loader": "local"},
+        "data": {"source": "digits"},
         "scaling": {"num_workers": 1},
         "stages": [{"name": "mae", "global_batch_size": 32, "max_steps": 6, "optimizer": {"lr_scaling": "none"}}],
         "checkpoint": {"storage_path": str(tmp_path), "every_steps": 3},
@@ -68,7 +68,7 @@ def test_quickstart_head_stage_loss_falls_well_below_chance(tmp_path: Path) -> N
             **qs,
             "name": "head-learns",
             "scaling": {"num_workers": 1},
-            "data": {**qs["data"], "loader": "local"},
+            "data": qs["data"],
             "stages": [head],
             "checkpoint": {"storage_path": str(tmp_path)},
             "tracking": {"enabled": False, "log_every_steps": 1},

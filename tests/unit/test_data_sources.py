@@ -14,13 +14,16 @@ from PIL import Image
 
 from vitforge.data import (
     BatchMaker,
+    Columns,
     DataError,
     build_view,
     channel_stats,
     detect_format,
     export_builtin,
     iter_batches,
+    iter_rows,
     load_source,
+    rank_rows,
 )
 from vitforge.data.builtin import SHAPES
 from vitforge.models import ByteTokenizer
@@ -44,7 +47,7 @@ def maker(**kw) -> BatchMaker:
     return BatchMaker([build_view(8, train=False)], **kw)
 
 
-def all_rows(ds: datasets.Dataset, m: BatchMaker) -> dict[str, torch.Tensor]:
+def all_rows(ds, m: BatchMaker) -> dict[str, torch.Tensor]:
     batches = list(iter_batches(ds, m, batch_size=4, shuffle=False))
     return {k: torch.cat([b[k] for b in batches]) for k in batches[0]}
 
@@ -57,8 +60,8 @@ def test_imagefolder(tmp_path: Path) -> None:
     (tmp_path / "dog" / "notes.txt").write_text("not an image, not listed")
     assert detect_format(str(tmp_path)) == "imagefolder"
     ds = load_source(str(tmp_path))
-    assert len(ds) == 6 and sorted(ds["label"]) == [0, 0, 0, 1, 1, 1]
     out = all_rows(ds, maker())
+    assert len(ds) == 6 and ds.classes == ["cat", "dog"] and out["label"].tolist() == [0, 0, 0, 1, 1, 1]
     assert out["image"].shape == (6, 3, 8, 8)
     # Labels follow sorted class names: cat (red) = 0, dog (blue) = 1.
     red = out["image"][:, 0].mean((1, 2)) > out["image"][:, 2].mean((1, 2))
@@ -77,7 +80,8 @@ def test_parquet_bytes_and_paths_with_captions(tmp_path: Path) -> None:
         ),
         tmp_path / "train.parquet",
     )
-    ds = load_source(str(tmp_path / "train.parquet"), image_column="img", caption_column="text", label_column="y")
+    ds = load_source(str(tmp_path / "train.parquet"), columns=Columns("img", "y", "text"))
+    assert ds.num_classes == 5 and ds.has_captions
     out = all_rows(ds, maker(tokenizer=ByteTokenizer(16)))
     assert out["tokens"].shape == (5, 16) and out["label"].tolist() == [0, 1, 2, 3, 4]
     sub = tmp_path / "paths"
@@ -111,15 +115,16 @@ def test_fsspec_memory_uri() -> None:
 
 
 def test_builtins_deterministic_with_splits() -> None:
-    a = load_source("shapes", "test", builtin_options={"n": 60, "seed": 3})
-    b = load_source("shapes", "test", builtin_options={"n": 60, "seed": 3})
-    c = load_source("shapes", "test", builtin_options={"n": 60, "seed": 4})
-    assert len(a) == 12 and a["caption"] == b["caption"] and a["caption"] != c["caption"]
-    assert {a[i]["image"]["bytes"] == b[i]["image"]["bytes"] for i in range(12)} == {True}
+    def rows(seed: int) -> dict:
+        return next(iter_rows(load_source("shapes", "test", builtin_options={"n": 60, "seed": seed})))
+
+    a, b, c = rows(3), rows(3), rows(4)
+    assert len(a["id"]) == 12 and a["caption"] == b["caption"] and a["caption"] != c["caption"]
+    assert a["image"] == b["image"]
     train = load_source("digits-cluttered", "train")
     test = load_source("digits-cluttered", "test")
-    assert len(train) + len(test) == 1797 and set(train["label"]) == set(range(10))
-    assert any(s in a[0]["caption"] for s in SHAPES) and " background" in a[0]["caption"]
+    assert len(train) + len(test) == 1797 and train.num_classes == 10
+    assert any(s in a["caption"][0] for s in SHAPES) and " background" in a["caption"][0]
 
 
 def test_loader_deterministic_by_seed_and_epoch() -> None:
@@ -137,6 +142,32 @@ def test_loader_deterministic_by_seed_and_epoch() -> None:
     assert not set(seen[0]) & set(seen[1]) and sorted(seen[0] + seen[1]) == list(range(8))
 
 
+def test_training_stream_resumes_exactly_and_shuffles_within_windows() -> None:
+    """A rank's training stream is a pure function of (seed, epoch, rank): started at batch k it is
+    the tail of the whole one (nothing repeated, nothing lost); every rank reads as many rows, none
+    twice; windows mix rows from several row groups."""
+    ds = load_source("shapes", "train", builtin_options={"n": 1000})  # 800 rows in 4 row groups of 256
+    m = BatchMaker([build_view(8, normalize=False)], "shapes", seed=3)
+
+    def stream(rank: int, start: int = 0) -> list[dict]:
+        kw = {"drop_last": True, "rank": rank, "world_size": 2, "window_rows": 150, "start_batch": start}
+        return list(iter_batches(ds, m, 16, epoch=1, **kw))
+
+    whole = [stream(r) for r in (0, 1)]
+    ids = [torch.cat([b["index"] for b in w]).tolist() for w in whole]
+    assert len(ids[0]) == len(ids[1]) == rank_rows(800, 2, 150) // 16 * 16 and not set(ids[0]) & set(ids[1])
+    assert len({i // 256 for i in ids[0][:150]}) > 1  # a window spans row groups, shuffled together
+    for k in (1, 5, 9):
+        tail = stream(1, k)
+        assert len(tail) == len(whole[1]) - k
+        assert all(torch.equal(a["index"], b["index"]) and torch.equal(a["image"], b["image"])
+                   for a, b in zip(tail, whole[1][k:], strict=True))  # fmt: skip
+    assert (
+        ids[0]
+        != torch.cat([b["index"] for b in iter_batches(ds, m, 16, epoch=2, drop_last=True)]).tolist()[: len(ids[0])]
+    )
+
+
 def test_channel_stats_and_export(tmp_path: Path) -> None:
     ds = load_source("digits", "train")
     mean, std = channel_stats(ds, 200)
@@ -144,7 +175,7 @@ def test_channel_stats_and_export(tmp_path: Path) -> None:
     written = export_builtin("shapes", tmp_path / "exp", n=50)
     assert [p.name for p in written] == ["train.parquet", "test.parquet"]
     back = load_source(str(tmp_path / "exp"), split="test")
-    assert len(back) == 10 and back["caption"][0].startswith("a ")
+    assert len(back) == 10 and next(iter_rows(back))["caption"][0].startswith("a ")
 
 
 # --- bad input -----------------------------------------------------------------------------
@@ -197,9 +228,9 @@ def test_column_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"no image column 'image'; columns are \['caption', 'picture'\]"):
         load_source(str(tmp_path / "x.parquet"))
     with pytest.raises(DataError, match="caption column 'caption' must hold strings"):
-        load_source(str(tmp_path / "x.parquet"), image_column="picture")
+        load_source(str(tmp_path / "x.parquet"), columns=Columns("picture"))
     with pytest.raises(DataError, match="no caption column 'text'"):
-        load_source(str(tmp_path / "x.parquet"), image_column="picture", caption_column="text", require_captions=True)
+        load_source(str(tmp_path / "x.parquet"), columns=Columns("picture", caption="text"), require_captions=True)
     pq.write_table(pa.table({"image": pa.array([], pa.binary())}), tmp_path / "empty.parquet")
     with pytest.raises(DataError, match="empty"):
         load_source(str(tmp_path / "empty.parquet"))
@@ -226,3 +257,37 @@ def test_digits_cluttered_clutter_knob_flattens_background_and_names_bad_value()
     assert dark_frames(0.0) > 30 and dark_frames(1.0) < 5  # digits touch the frame now and then
     with pytest.raises(ValueError, match="clutter must be in"):
         digits_cluttered(clutter=1.5)
+
+
+def test_webdataset_shards_and_files_beside_parquet_shards(tmp_path: Path) -> None:
+    """WebDataset tar shards (img2dataset's layout: ``KEY.jpg``, ``KEY.txt``, ``KEY.cls``); a log
+    file beside Parquet shards is never handed to the reader."""
+    import tarfile
+
+    shards = tmp_path / "wds"
+    shards.mkdir()
+    for s in range(2):
+        with tarfile.open(shards / f"{s:05d}.tar", "w") as tar:
+            for i in range(3):
+                for ext, data in (
+                    (".jpg", jpeg((80 * i, 0, 0))),
+                    (".txt", f"cap {s} {i}".encode()),
+                    (".cls", b"%d" % i),
+                ):
+                    info = tarfile.TarInfo(f"{s:03d}{i:03d}{ext}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+    assert detect_format(str(shards)) == "webdataset"
+    ds = load_source(str(shards), require_captions=True)
+    assert len(ds) == 6 and len(ds.pieces) == 2
+    out = all_rows(ds, maker(tokenizer=ByteTokenizer(12)))
+    assert out["label"].tolist() == [0, 1, 2, 0, 1, 2] and out["tokens"].shape == (6, 12)
+    assert [c for r in iter_rows(ds) for c in r["caption"]][4] == "cap 1 1"
+
+    pq.write_table(pa.table({"image": [png((1, 1, 1))] * 3}), tmp_path / "train-0.parquet")
+    (tmp_path / "train.log").write_text("a log file of the user's")
+    assert len(load_source(str(tmp_path / "train-0.parquet"))) == 3
+    (tmp_path / "pq").mkdir()
+    (tmp_path / "train-0.parquet").rename(tmp_path / "pq" / "train-0.parquet")
+    (tmp_path / "pq" / "run.log").write_text("not parquet")
+    assert len(load_source(str(tmp_path / "pq"))) == 3

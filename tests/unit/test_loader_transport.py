@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from vitforge.config import load_spec
-from vitforge.data.pipeline import iter_batches
+from vitforge.data import iter_batches
 from vitforge.train.inputs import load_train_data, make_batch_maker, normalization_for
 from vitforge.train.loop import to_device
 
@@ -13,11 +13,11 @@ from vitforge.train.loop import to_device
 @pytest.mark.parametrize("job", ["tiny-mae-ct", "tiny-cloob"])
 def test_uint8_batches_normalized_on_the_device_equal_loader_normalized(job: str) -> None:
     spec = load_spec(job)
-    ds = load_train_data(spec).select(range(16))
+    ds = load_train_data(spec)
     norm = normalization_for(spec, ds)
     for i, stage in enumerate(spec.stages):
-        floats = next(iter_batches(ds, make_batch_maker(spec, i, norm), 8, epoch=0))
-        raw = next(iter_batches(ds, make_batch_maker(spec, i, norm, normalize=False), 8, epoch=0))
+        floats = next(iter_batches(ds, make_batch_maker(spec, i, norm), 8, epoch=0, window_rows=16))
+        raw = next(iter_batches(ds, make_batch_maker(spec, i, norm, normalize=False), 8, epoch=0, window_rows=16))
         assert raw["image"].dtype == torch.uint8 and floats["image"].dtype == torch.float32
         out = to_device(raw, torch.device("cpu"), torch.float32, norm)
         tol = (1.0 / 255) / min(norm["std"]) + 1e-5  # uint8 rounding (strong views: a float step)

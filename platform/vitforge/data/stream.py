@@ -66,11 +66,13 @@ class Window:
 
 def window_layout(num_rows: int, world: int, window_rows: int, drop: bool) -> tuple[int, int]:
     """(windows, rows per window) of an epoch. ``drop``: a multiple of ``world`` windows of equal
-    size, so every rank gets the same number of rows; else windows of ``window_rows``, the last short."""
+    size, so every rank gets the same number of rows; else windows of ``window_rows`` (fewer when
+    that leaves a rank none), the last short: every row once."""
     if drop:
         k = world * max(1, math.ceil(num_rows / (world * window_rows)))
         return k, num_rows // k
-    return max(1, math.ceil(num_rows / window_rows)), window_rows
+    size = max(1, min(window_rows, math.ceil(num_rows / world)))
+    return max(1, math.ceil(num_rows / size)), size
 
 
 def rank_rows(num_rows: int, world: int, window_rows: int = WINDOW_ROWS) -> int:
@@ -267,16 +269,15 @@ def rank_dataset(
     Ray Data's backpressure. ``local``: the tasks prefer this rank's node (each node reads its part)."""
     import ray
     import ray.data
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     windows = epoch_windows(source, maker.seed, epoch, rank, world_size, window_rows, True, True, start_row)
     items = [{k: getattr(w, k) for k in Window.__dataclass_fields__} for w in windows]
     ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-    node = ray.get_runtime_context().get_node_id()
-    strategy = NodeAffinitySchedulingStrategy(node, soft=True) if local else "DEFAULT"
+    # Each node reads its ranks' windows where it can (Ray's node-id label), elsewhere when it cannot.
+    here = {"ray.io/node-id": ray.get_runtime_context().get_node_id()} if local else None
     out = ds.map_batches(
         _WindowTask(Reader.of(source), maker, maker.seed, epoch), batch_size=1, batch_format="numpy",
-        num_cpus=num_cpus, ray_remote_args_fn=lambda: {"scheduling_strategy": strategy},
+        num_cpus=num_cpus, label_selector=here, fallback_strategy=[{"label_selector": {}}] if local else None,
     )  # fmt: skip
     out.context.execution_options.preserve_order = True  # the epoch's order is the plan's, not the tasks' finish order
     out.context.enable_progress_bars = False  # one bar per epoch per rank floods the log; Train reports progress
