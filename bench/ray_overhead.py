@@ -28,7 +28,7 @@ def _spec(steps: int, storage: str):
         data={
             "name": "overhead",
             "model": {"size": "test", "patch_size": 4, "img_size": 32},
-            "data": {"source": "digits-cluttered", "loader": "local"},
+            "data": {"source": "digits-cluttered"},
             "scaling": {"num_workers": 2},
             "stages": [{"name": "mae", "epochs": 100, "global_batch_size": 64, "max_steps": steps}],
             "checkpoint": {"storage_path": storage, "every_steps": 10**6},
@@ -45,7 +45,7 @@ def _steady(history: list[dict]) -> float:
 def _torch_worker(rank: int, port: int, steps: int, storage: str) -> None:
     import torch.distributed as dist
 
-    from vitforge.data.pipeline import iter_batches
+    from vitforge.data import iter_batches
     from vitforge.train.inputs import load_train_data, make_batch_maker, normalization_for
     from vitforge.train.loop import WorkerContext, run_stage
 
@@ -63,7 +63,9 @@ def _torch_worker(rank: int, port: int, steps: int, storage: str) -> None:
         rank=rank,
         world_size=2,
         local_rank=rank,
-        batches=lambda e: iter_batches(ds, maker, 32, e, drop_last=True, rank=rank, world_size=2),
+        batches=lambda e, start: iter_batches(
+            ds, maker, 32, e, drop_last=True, rank=rank, world_size=2, start_batch=start
+        ),
         report=lambda m, d: None,
         num_train_rows=len(ds),
         log=lambda s: None,

@@ -26,7 +26,7 @@ def run(smoke: bool = False) -> list[dict]:
             tmp = tempfile.mkdtemp(prefix="bench-zero-")
             spec = load_spec(data={
                 "name": f"zero{zero}", "model": {"size": size, "patch_size": 4, "img_size": 16},
-                "data": {"source": "digits", "loader": "local"}, "scaling": {"num_workers": 2},
+                "data": {"source": "digits"}, "scaling": {"num_workers": 2},
                 "deepspeed": {"zero_stage": zero},
                 "stages": [{"name": "mae", "global_batch_size": 32, "max_steps": 2}],
                 "checkpoint": {"storage_path": tmp}, "tracking": {"enabled": False},

@@ -29,6 +29,7 @@ from vitforge.eval.knn import knn_accuracy
 from vitforge.inference import build_encoder
 from vitforge.models.nnclr_head import NNQueue
 from vitforge.train.inputs import load_train_data, make_batch_maker, normalization_for
+from vitforge.train.loop import plan
 from vitforge.train.schedule import apply_lrs, base_lrs, lr_factor
 from vitforge.train.tasks import build_task
 
@@ -72,12 +73,14 @@ def main(argv: list[str]) -> None:
         clean = [{k: v for k, v in g.items() if k not in ("group", "lr_scale")} for g in groups]
         optim = torch.optim.AdamW(clean, betas=opt.betas)
         maker = make_batch_maker(spec, i, card["normalization"])
-        spe = len(ds) // stage.global_batch_size
+        spe = plan(spec, i, len(ds), 1)[0]
         total, warm = math.ceil(stage.epochs * spe), round(opt.warmup_epochs * spe)
         step, losses = 0, []
         task.train()
         while step < total:
-            for b in iter_batches(ds, maker, stage.global_batch_size, step // spe, drop_last=True):
+            for b in iter_batches(
+                ds, maker, stage.global_batch_size, step // spe, drop_last=True, window_rows=spec.data.window_rows
+            ):
                 apply_lrs(optim, meta, base, lr_factor(step, total, warm, opt.min_lr_ratio))
                 loss = task(b)
                 optim.zero_grad()

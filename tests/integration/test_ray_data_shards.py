@@ -32,7 +32,9 @@ def test_two_workers_stream_their_own_windows_as_in_process(ray_cluster, tmp_pat
     from vitforge.data import BatchMaker, build_view, iter_batches, load_source, rank_rows
 
     ds = load_source("shapes", "test", builtin_options={"n": 1500})  # 300 rows, 2 row groups
-    maker = BatchMaker([build_view(16, normalize=False), build_view(16, strong=True, normalize=False)], "shapes", seed=5)
+    maker = BatchMaker(
+        [build_view(16, normalize=False), build_view(16, strong=True, normalize=False)], "shapes", seed=5
+    )
     trainer = TorchTrainer(
         _loop,
         train_loop_config={"epochs": 2, "out": str(tmp_path), "data": (ds, maker)},

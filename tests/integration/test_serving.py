@@ -83,10 +83,9 @@ def test_text_zero_shot_search_and_models(served) -> None:
     zs = post(served, "/v1/classify/zero-shot", json={"images": [png_b64(images(1)[0])], "labels": ["circle", "star"],
                                                     "model": "cloob"})  # fmt: skip
     assert zs.status_code == 200 and abs(sum(zs.json()["results"][0]["scores"].values()) - 1) < 1e-4
-    from vitforge.data import load_source
+    from vitforge.data import iter_rows, load_source
 
-    ds = load_source("shapes", "test", builtin_options={"n": 100, "size": 16})
-    first = ds[0]["image"]["bytes"]
+    first = next(iter_rows(load_source("shapes", "test", builtin_options={"n": 100, "size": 16})))["image"][0]
     for method in ("cosine", "hopfield"):
         s = post(served, "/v1/search", json={"image": base64.b64encode(first).decode(), "k": 3, "method": method,
                                              "model": "cloob"})  # fmt: skip

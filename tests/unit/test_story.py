@@ -3,11 +3,9 @@ results with whole paths, the MLflow run and the next commands."""
 
 from pathlib import Path
 
-import datasets
-
 from vitforge.config import load_spec
 from vitforge.train.run import StageResult
-from vitforge.train.story import JobResults, banner, data_facts, summary
+from vitforge.train.story import JobResults, banner, summary
 
 TINY = load_spec("tiny-mae-ct", ["stages.0.optimizer.lr_scaling=linear", "deepspeed.grad_accum=2"])
 
@@ -33,14 +31,6 @@ def test_banner_without_labels_tracking_or_dashboard_and_with_stages_done() -> N
     assert "data digits-cluttered: 1000 examples" in lines
     assert "stage 0 mae: exported already, skipped" in lines
     assert "MLflow off (tracking.enabled: false)" in lines and not any("Ray dashboard" in x for x in lines)
-
-
-def test_data_facts_counts_examples_and_classes() -> None:
-    labels = datasets.ClassLabel(names=["a", "b", "c"])
-    ds = datasets.Dataset.from_dict({"label": [0, 1, 1]}, features=datasets.Features({"label": labels}))
-    assert data_facts(ds) == (3, 3)  # the ClassLabel's classes, seen or not
-    assert data_facts(datasets.Dataset.from_dict({"label": [4, 7, 7, -1]})) == (4, 2)
-    assert data_facts(datasets.Dataset.from_dict({"label": [-1, -1]})) == (2, None)
 
 
 def _results(tmp: Path, **run) -> JobResults:

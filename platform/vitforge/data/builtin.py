@@ -10,7 +10,11 @@ Each returns a dict of split -> list of records ``{"image": PIL.Image, "label": 
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -253,11 +257,6 @@ def builtin_parquet(name: str, split: str, options: dict, cache: Path | None = N
     """The built-in's split as Parquet, generated once per machine and options (every node of a
     cluster makes the same file: generation is deterministic by seed) under ``~/.cache/vitforge``
     (``XDG_CACHE_HOME``), in row groups of 256 so a window of rows spans several."""
-    import hashlib
-    import io
-    import json
-    import os
-
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -8,18 +8,24 @@ import torch
 from torch import nn
 
 from vitforge.config import JobSpec
+from vitforge.data import Source
 
 
-def knn_hook(spec: JobSpec, normalization: dict, max_train: int = 1000, max_test: int = 500, k: int = 20) -> Callable:
-    """A ``WorkerContext.eval_fn``: every rank embeds the same small labelled sets (so ZeRO-3's
-    collective forward works) and returns ``{"knn20": accuracy}``."""
+def knn_hook(
+    spec: JobSpec,
+    normalization: dict,
+    train: Source,
+    test: Source,
+    max_train: int = 1000,
+    max_test: int = 500,
+    k: int = 20,
+) -> Callable:
+    """A ``WorkerContext.eval_fn``: every rank embeds the same small labelled sets (the first rows
+    of ``train`` and ``test``, so ZeRO-3's collective forward works) and returns ``{"knn20": accuracy}``."""
     from vitforge.data import BatchMaker, build_view, iter_batches
     from vitforge.eval.knn import knn_accuracy
     from vitforge.inference import embed
-    from vitforge.train.inputs import load_train_data
 
-    train = load_train_data(spec)
-    test = load_train_data(spec, spec.data.eval_split)
     limits = {id(train): max_train, id(test): max_test}
     maker = BatchMaker([build_view(spec.model.img_size, normalization["mean"], normalization["std"], train=False)])
 

@@ -60,7 +60,9 @@ def train_loop_per_worker(config: dict) -> None:
         if config.get("knn_normalization") is not None:
             from vitforge.eval.hook import knn_hook  # the eval stack (sklearn) only when asked
 
-            ctx.eval_fn = knn_hook(spec, config["knn_normalization"])
+            ctx.eval_fn = knn_hook(
+                spec, config["knn_normalization"], source, load_train_data(spec, spec.data.eval_split)
+            )
         metrics = run_stage(ctx, spec, config["stage_index"])
     if config.get("memory_report"):
         Path(config["memory_report"]).mkdir(parents=True, exist_ok=True)

@@ -43,12 +43,6 @@ class JobResults(list):
         return cls((), tracker.uri, tracker.experiment_id, parent_run_id)
 
 
-def data_facts(ds) -> tuple[int, int | None]:
-    """(examples, classes) of a planned source, from its metadata (folder names, Parquet
-    statistics); classes None when it has no labels."""
-    return len(ds), ds.num_classes
-
-
 def banner(
     spec: JobSpec,
     rows: int,
@@ -95,7 +89,7 @@ def log_start(
 ) -> None:
     """``banner`` for a job about to run (``run_job``): facts read from the data, the export
     folders and the environment."""
-    rows, classes = data_facts(ds)
+    rows, classes = len(ds), ds.num_classes  # from metadata: folder names, Parquet statistics
     done = [(e / CARD).is_file() for e in exports]
     token = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
     out = exports[0].parent.parent if exports else Path(spec.checkpoint.storage_path).expanduser().resolve()

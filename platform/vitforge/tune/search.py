@@ -88,6 +88,7 @@ def direct_trial(config: dict[str, Any]) -> None:
     import ray.tune
 
     from vitforge.eval.hook import knn_hook
+    from vitforge.train.inputs import load_train_data
     from vitforge.train.loop import run_stage
     from vitforge.train.runners import local_context
 
@@ -115,7 +116,7 @@ def direct_trial(config: dict[str, Any]) -> None:
             spec, i, report, resume_dir=resume_dir, init_from=meta.get("init_from"), log=lambda m: None
         )
         if meta["metric"] == "knn20":
-            ctx.eval_fn = knn_hook(spec, norm)
+            ctx.eval_fn = knn_hook(spec, norm, load_train_data(spec), load_train_data(spec, spec.data.eval_split))
         try:
             run_stage(ctx, spec, i)
         except SystemExit:  # Tune's stop (ASHA): the reporting thread exits, it did not fail
