@@ -8,7 +8,8 @@ import typer
 
 import vitforge
 from vitforge import submit as sub
-from vitforge.cli_serve import data_app, serve_app
+from vitforge.cli_data import data_app
+from vitforge.cli_serve import serve_app
 from vitforge.cli_util import SET_OPTION, fail, run_cli, spec_or_exit
 
 # Errors: one line (cli_util.run_cli), the traceback in a file or with --debug.

@@ -1,4 +1,4 @@
-"""``vitforge serve ...`` and ``vitforge data ...``: endpoints, galleries, folders, datasets."""
+"""``vitforge serve ...``: endpoints, galleries and queries."""
 
 from __future__ import annotations
 
@@ -11,53 +11,6 @@ import numpy as np
 import typer
 
 from vitforge.cli_util import fail
-
-data_app = typer.Typer(no_args_is_help=True, help="Built-in datasets and data sources.")
-
-
-@data_app.command("export")
-def data_export(
-    name: str = typer.Argument(..., help="Built-in dataset: digits, digits-cluttered or shapes."),
-    out_dir: str = typer.Argument(..., help="Folder to write train.parquet and test.parquet into."),
-    seed: int = typer.Option(0, help="Generation seed."),
-) -> None:
-    """Write a built-in dataset as Parquet, to use it like your own data.
-
-    Example: vitforge data export shapes ./data/shapes
-    """
-    from vitforge.data import BUILTINS, export_builtin
-
-    if name not in BUILTINS:
-        raise fail(f"unknown built-in dataset {name!r}; allowed: {', '.join(BUILTINS)}")
-    for path in export_builtin(name, out_dir, seed=seed):
-        typer.echo(f"wrote {path}")
-
-
-@data_app.command("info")
-def data_info(
-    source: str = typer.Argument(..., help="A built-in name, a folder, a .parquet/.arrow file or a URI."),
-    split: str = typer.Option("train", help="Split to read."),
-    image_column: str = typer.Option("image", help="Column holding the images."),
-    caption_column: str = typer.Option("caption", help="Column holding the captions (optional)."),
-    label_column: str = typer.Option("label", help="Column holding the class labels (optional)."),
-) -> None:
-    """Check a data source: format, rows, labels, captions and normalization statistics.
-
-    Example: vitforge data info ./data/shapes --split test
-    """
-    from vitforge.data import Columns, DataError, channel_stats, detect_format, load_source
-
-    try:
-        fmt = detect_format(source)
-        ds = load_source(source, split, fmt, Columns(image_column, label_column, caption_column))
-        mean, std = channel_stats(ds, max_images=256)
-    except DataError as e:
-        raise fail(str(e)) from None
-    labels = ds.num_classes or 0
-    captions = "with captions" if ds.has_captions else "no captions"
-    typer.echo(f"format {fmt}, split {split}: {len(ds)} rows in {len(ds.pieces)} pieces, {labels} labels, {captions}")
-    typer.echo(f"mean {mean}  std {std}")
-
 
 serve_app = typer.Typer(no_args_is_help=True, help="Serve encoders over HTTP and query them.")
 

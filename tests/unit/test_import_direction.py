@@ -17,7 +17,7 @@ LAYERS = {
     "train": 6,
     "tune": 7, "serving": 7, "quickstart": 7, "submit": 7, "hub": 7,
     "cli_util": 8,
-    "cli_serve": 9,
+    "cli_serve": 9, "cli_data": 9,
     "cli": 10,
 }  # fmt: skip
 
