@@ -249,16 +249,32 @@ def eval_cmd(
     test_split: str = typer.Option("test", help="Split the metrics are measured on."),
     out_dir: str = typer.Option("eval", help="Where metrics.json and the plots go."),
     probe: bool = typer.Option(True, help="Run the linear probe."),
+    class_names: str = typer.Option(
+        None, help="Zero-shot classes, comma-separated, in label order (default: the source's own names)."
+    ),
+    template: list[str] = typer.Option(
+        None, help='Zero-shot prompt with {} for the class (repeatable; averaged), e.g. "a photo of a {}."'
+    ),
 ) -> None:
     """k-NN, linear probe, clustering (and zero-shot for CLOOB/CLIP) of a trained encoder.
 
-    Example: vitforge eval ./runs/tiny-mae-ct/exports/2-contrastive_tuning digits-cluttered
+    Zero-shot needs class names: an image folder's sub-folders, a built-in's, those `data prepare`
+    recorded, or --class-names.
+
+    Example: vitforge eval ./runs/tiny-cloob/exports/0-cloob ./pets --template "a photo of a {}."
     """
     from vitforge.data import DataError
     from vitforge.eval.evaluate import evaluate
 
+    names = [c.strip() for c in class_names.split(",") if c.strip()] if class_names else None
+    bad = [t for t in template or [] if t.count("{}") != 1]
+    if bad:
+        raise fail(f"--template must hold one {{}} for the class name; got {bad[0]!r}")
     try:
-        metrics = evaluate(model_ref, source, train_split, test_split, probe=probe, out_dir=out_dir)
+        metrics = evaluate(
+            model_ref, source, train_split, test_split, probe=probe, out_dir=out_dir, class_names=names,
+            templates=template or None,
+        )  # fmt: skip
     except (DataError, FileNotFoundError) as e:
         raise fail(str(e)) from None
     for k, v in metrics.items():

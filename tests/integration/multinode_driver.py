@@ -16,7 +16,7 @@ def _free_port() -> int:
 def main(storage: str) -> None:
     import ray
     from ray.cluster_utils import Cluster
-    from ray.util.state import list_actors
+    from ray.util.state import list_actors, list_tasks
 
     from vitforge.config import load_spec
     from vitforge.train.inputs import load_train_data, normalization_for
@@ -49,6 +49,7 @@ def main(storage: str) -> None:
         ds = load_train_data(spec)
         result = run_stage_on_ray(spec, 0, None, ds, normalization_for(spec, ds))
         workers = list_actors(filters=[("class_name", "=", "RayTrainWorker")], detail=True)
+        reads = [t for t in list_tasks(detail=True, limit=10000) if "_WindowTask" in t.name]
         nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
         print(
             "RESULT "
@@ -57,6 +58,8 @@ def main(storage: str) -> None:
                     "error": repr(result.error) if result.error else None,
                     "step": result.metrics.get("step"),
                     "worker_nodes": sorted(a.node_id for a in workers),
+                    "read_nodes": sorted(t.node_id for t in reads),
+                    "read_names": sorted({t.name for t in reads}),
                     "cluster_nodes": sorted(nodes),
                 }
             )

@@ -1,4 +1,5 @@
-"""Workers placed across nodes: a real two-node Ray cluster, one Train worker on each node."""
+"""Workers placed across nodes: a real two-node Ray cluster, one Train worker on each node, each
+node reading its own worker's part of the data."""
 
 import json
 import os
@@ -29,3 +30,7 @@ def test_one_worker_per_node(tmp_path: Path) -> None:
     assert len(out["cluster_nodes"]) == 2
     # STRICT_SPREAD: the two workers sit on the two different nodes.
     assert len(out["worker_nodes"]) == 2 and set(out["worker_nodes"]) == set(out["cluster_nodes"])
+    # Each node reads its own worker's windows: the Ray Data tasks split evenly between the nodes
+    # (each rank has as many windows; every window read where its rank runs).
+    reads = out["read_nodes"]
+    assert reads and {reads.count(n) for n in out["cluster_nodes"]} == {len(reads) // 2}, out

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from PIL import Image, UnidentifiedImageError
 
-from vitforge.data.builtin import BUILTINS, builtin_parquet
+from vitforge.data.builtin import BUILTINS, CLASS_NAMES, builtin_parquet
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 CAPTION_SUFFIXES = (".txt", ".caption", ".json")
@@ -58,7 +58,8 @@ class Source:
     kind: str  # "parquet" | "arrow" | "file" | "tar"
     columns: Columns
     pieces: pa.Table
-    classes: list[str] = field(default_factory=list)  # folder names, when the source has them
+    # Names of the labels 0..C-1: a folder's sub-folders, a built-in's, or those `data prepare` recorded.
+    classes: list[str] = field(default_factory=list)
     num_classes: int | None = None
     has_captions: bool = False
 
@@ -202,9 +203,11 @@ def _tar_pieces(files: list[str]) -> tuple[pa.Table, bool]:
     return _table(files, [-1] * len(files), [c for c, _ in counts]), any(c for _, c in counts)
 
 
-def _folder_pieces(path: str, split: str) -> tuple[pa.Table, list[str]]:
+def _folder_pieces(path: str, split: str, columns: Columns) -> tuple[pa.Table, list[str]]:
     """Class sub-folders -> labels (sorted names); ``DIR/train`` and ``DIR/test`` are splits if present.
-    One piece per image file: the listing is the only pass, and it reads no image."""
+    One piece per image file: the listing is the only pass, and it reads no image. Captions (and
+    labels) from ``metadata.jsonl`` or ``metadata.csv`` beside the images, as Hugging Face's
+    imagefolder has them: ``file_name`` relative to the folder, a caption column."""
     fs, root = fsspec.core.url_to_fs(path)
     if fs.isdir(f"{root}/{split}"):
         root = f"{root}/{split}"
@@ -219,7 +222,54 @@ def _folder_pieces(path: str, split: str) -> tuple[pa.Table, list[str]]:
         paths = [p for p in sorted(fs.find(root)) if Path(p).suffix.lower() in IMAGE_SUFFIXES]
         labels = [-1] * len(paths)
     uris = [_uri(fs, p) for p in paths]
-    return _table(uris, [-1] * len(uris), [1] * len(uris), labels), classes
+    table = _table(uris, [-1] * len(uris), [1] * len(uris), labels)
+    meta = _folder_metadata(fs, root, columns)
+    if meta is not None:
+        names, captions, meta_labels = meta
+        rel = [p[len(root) + 1 :] for p in paths]
+        table = table.append_column("caption", pa.array([captions.get(r) for r in rel], pa.string()))
+        if meta_labels and not classes:
+            table = table.set_column(4, "label", pa.array([meta_labels.get(r, -1) for r in rel], pa.int64()))
+        missing = [r for r in rel if r not in names]
+        if missing:
+            raise DataError(
+                f"{path}: {len(missing)} images have no row in {meta_file(fs, root)}, e.g. {missing[0]!r}"
+                " (file_name is the path relative to the folder)"
+            )
+    return table, classes
+
+
+def meta_file(fs, root: str) -> str | None:
+    for name in ("metadata.jsonl", "metadata.csv"):
+        if fs.isfile(f"{root}/{name}"):
+            return f"{root}/{name}"
+    return None
+
+
+def _folder_metadata(fs, root: str, columns: Columns) -> tuple[set, dict, dict] | None:
+    """(file names, file -> caption, file -> label) from the folder's metadata file, or None."""
+    import csv
+    import json
+
+    path = meta_file(fs, root)
+    if path is None:
+        return None
+    with fs.open(path, "r") as f:
+        if path.endswith(".jsonl"):
+            rows = [json.loads(line) for line in f if line.strip()]
+        else:
+            rows = list(csv.DictReader(f))
+    if not rows or "file_name" not in rows[0]:
+        raise DataError(f"{path}: needs a file_name column (found {sorted(rows[0]) if rows else 'no rows'})")
+    cap = next((c for c in (columns.caption, "text", "caption") if c and c in rows[0]), None)
+    if cap is None:
+        raise DataError(f"{path}: no caption column {columns.caption!r} (nor 'text'); columns are {sorted(rows[0])}")
+    names = {r["file_name"] for r in rows}
+    captions = {r["file_name"]: r[cap] for r in rows if r.get(cap) not in (None, "")}
+    labels = {
+        r["file_name"]: int(r[columns.label]) for r in rows if columns.label and r.get(columns.label) not in (None, "")
+    }
+    return names, captions, labels
 
 
 def _table(uris: list[str], parts: list[int], rows: list[int], labels: list[int] | None = None) -> pa.Table:
@@ -234,6 +284,18 @@ def _table(uris: list[str], parts: list[int], rows: list[int], labels: list[int]
             "label": pa.array(labels if labels is not None else [-1] * len(uris), pa.int64()),
         }
     )
+
+
+def _manifest_classes(path: str, split: str) -> list[str]:
+    """Class names that ``vitforge data prepare`` recorded beside its shards (``<split>.json``)."""
+    import json
+
+    fs, root = fsspec.core.url_to_fs(path)
+    manifest = f"{root}/{split}.json"
+    if fs.isdir(root) and fs.isfile(manifest):
+        with fs.open(manifest, "r") as f:
+            return list(json.load(f).get("classes") or [])
+    return []
 
 
 def load_source(
@@ -261,26 +323,37 @@ def load_source(
             raise DataError(f"unknown built-in dataset {path!r}; allowed: {', '.join(BUILTINS)}")
         file = builtin_parquet(path, split, builtin_options or {})
         pieces, num_classes, captions = _parquet_pieces([str(file)], Columns(), path)
-        kind, columns = "parquet", Columns()
+        kind, columns, classes = "parquet", Columns(), list(CLASS_NAMES[path])
     elif fmt in ("parquet",):
         pieces, num_classes, captions = _parquet_pieces(_split_files(path, split, ".parquet"), columns, path)
-        kind = "parquet"
+        kind, classes = "parquet", _manifest_classes(path, split)
     elif fmt in ("arrow", "saved"):
         pieces, num_classes, captions = _arrow_pieces(_split_files(path, split, ".arrow"), columns, path)
         kind = "arrow"
     elif fmt == "webdataset":
         pieces, captions = _tar_pieces(_split_files(path, split, ".tar"))
-        kind, columns = "tar", Columns(label="cls", caption="txt")
-    else:
-        pieces, classes = _folder_pieces(path, split)
-        kind, captions = "file", False
+        kind, columns, classes = "tar", Columns(label="cls", caption="txt"), _manifest_classes(path, split)
         num_classes = len(classes) or None
+    else:
+        pieces, classes = _folder_pieces(path, split, columns)
+        kind, captions = "file", "caption" in pieces.column_names
+        if captions and require_captions:
+            _check_folder_captions(path, pieces)
+        num_classes = len(classes) or (int(pc.max(pieces["label"]).as_py()) + 1 if len(pieces) else 0) or None
     source = Source(path, fmt, split, kind, columns, pieces, classes, num_classes, captions)
     if require_captions and not captions:
         raise DataError(f"{path}: no caption column {columns.caption!r} (image-text stages need captions)")
     if source.num_rows == 0:
         raise DataError(f"{path}: the dataset is empty (split {split!r})")
     return source
+
+
+def _check_folder_captions(path: str, pieces: pa.Table) -> None:
+    missing = pc.is_null(pieces["caption"])
+    if pc.any(missing).as_py():
+        first = pieces.filter(missing)["uri"][0].as_py()
+        n = pc.sum(missing.cast(pa.int64())).as_py()
+        raise DataError(f"{path}: {n} images have no caption in the folder's metadata file, e.g. {first}")
 
 
 def load_image(value: object, where: str) -> Image.Image:

@@ -58,6 +58,7 @@ class Window:
     first_id: list[int]
     label: list[int]
     skip: int = 0
+    caption: list[str | None] | None = None  # an image folder's captions (its metadata file)
 
     @property
     def rows(self) -> int:
@@ -103,6 +104,7 @@ def epoch_windows(
     uri, part, first, label = (
         source.pieces[c].to_numpy(zero_copy_only=False) for c in ("uri", "part", "first_id", "label")
     )
+    cap = source.pieces["caption"].to_numpy(zero_copy_only=False) if "caption" in source.pieces.column_names else None
     out = []
     skip_windows, skip_rows = divmod(start_row, size)
     for w in range(rank, k, world)[skip_windows:]:
@@ -114,7 +116,7 @@ def epoch_windows(
         out.append(
             Window(
                 w, uri[js].tolist(), part[js].tolist(), starts.tolist(), stops.tolist(), first[js].tolist(),
-                label[js].tolist(), skip_rows if not out else 0,
+                label[js].tolist(), skip_rows if not out else 0, None if cap is None else cap[js].tolist(),
             )
         )  # fmt: skip
     return out
@@ -124,14 +126,15 @@ def read_rows(reader: Reader, window: Window) -> dict[str, list]:
     """The window's rows in piece order: ``id``, ``image`` (undecoded), ``label``, ``caption``."""
     out: dict[str, list] = {"id": [], "image": [], "label": [], "caption": []}
     opened: dict[str, object] = {}
-    for uri, part, a, b, first, label in zip(
-        window.uri, window.part, window.start, window.stop, window.first_id, window.label, strict=True
+    captions = window.caption or [None] * len(window.uri)
+    for uri, part, a, b, first, label, caption in zip(
+        window.uri, window.part, window.start, window.stop, window.first_id, window.label, captions, strict=True
     ):
         out["id"] += range(first + a, first + b)
         if reader.kind == "file":
             out["image"].append(uri)
             out["label"].append(label)
-            out["caption"].append(None)
+            out["caption"].append(caption)
             continue
         if reader.kind == "tar":
             _tar_rows(uri, a, b, out)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
-from vitforge.data import CLASS_NAMES, load_source
+from vitforge.data import DataError, load_source
 from vitforge.eval.cluster import cluster_scores
 from vitforge.eval.features import extract_features
 from vitforge.eval.knn import knn_accuracy, knn_predict
 from vitforge.eval.linear import linear_probe
 from vitforge.eval.plots import confusion_png, embedding_map_png
-from vitforge.eval.zeroshot import class_embeddings, zero_shot
+from vitforge.eval.zeroshot import DEFAULT_TEMPLATES, class_embeddings, zero_shot
 from vitforge.inference import load_encoder
 from vitforge.models.image_text import ImageTextModel
 from vitforge.models.tokenizer import ByteTokenizer
@@ -50,10 +51,14 @@ def evaluate(
     card: dict[str, Any] | None = None,
     builtin_options: dict | None = None,
     class_names: list[str] | None = None,
+    templates: list[str] | None = None,
     name: str = "model",
     encoder: Any = None,
 ) -> dict[str, float]:
-    """k-NN (each k), linear probe, clustering and, for image-text models, zero-shot accuracy.
+    """k-NN (each k), linear probe, clustering and, for image-text models, zero-shot accuracy
+    (``zeroshot_top1``, ``zeroshot_top5``): each of ``class_names`` (default: the source's own —
+    its sub-folders, a built-in's, or those ``data prepare`` recorded) through every one of
+    ``templates`` ("a photo of a {}."; the prompts' embeddings averaged, CLIP's ensembling).
 
     ``model_ref=None`` evaluates raw pixels with ``card`` giving size and normalization (the
     baseline), or ``encoder``, an in-memory model (a randomly initialised one, say), with ``card``.
@@ -66,7 +71,7 @@ def evaluate(
     opts = builtin_options if builtin_options is not None else {"size": card["model"]["img_size"]}
     train = load_source(source, train_split, builtin_options=opts)
     test = load_source(source, test_split, builtin_options=opts)
-    class_names = class_names or CLASS_NAMES.get(source)
+    class_names = class_names or train.classes or test.classes or None
     tr_x, tr_y = extract_features(model, card, train)
     te_x, te_y = extract_features(model, card, test)
     out: dict[str, float] = {}
@@ -76,9 +81,15 @@ def evaluate(
         out["linear_probe"] = linear_probe(tr_x, tr_y, te_x, te_y)["accuracy"]
     if cluster:
         out.update(cluster_scores(te_x, te_y))
+    if isinstance(model, ImageTextModel) and not class_names:
+        warnings.warn(f"zero-shot skipped: {source} names no classes (pass class_names / --class-names)", stacklevel=2)
     if isinstance(model, ImageTextModel) and class_names:
+        if len(class_names) <= int(te_y.max()):
+            raise DataError(
+                f"{len(class_names)} class names for labels up to {int(te_y.max())}: name every class, in label order"
+            )
         tok = ByteTokenizer(card["tokenizer"]["context_length"])
-        zs = zero_shot(te_x, te_y, class_embeddings(model, tok, class_names))
+        zs = zero_shot(te_x, te_y, class_embeddings(model, tok, class_names, templates or DEFAULT_TEMPLATES))
         out.update({f"zeroshot_{k}": v for k, v in zs.items()})
     if out_dir:
         d = Path(out_dir)

@@ -75,7 +75,9 @@ def init_single_process(use_gpu: bool) -> None:
     if dist.is_initialized():
         return
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    # A fresh port every time: a MASTER_PORT inherited from another process group (a Ray worker
+    # started by a process that ran one) is taken, and setdefault would reuse it.
+    os.environ["MASTER_PORT"] = str(_free_port())
     os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1")
     dist.init_process_group("nccl" if use_gpu else "gloo", rank=0, world_size=1)
 
