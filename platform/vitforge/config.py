@@ -43,7 +43,9 @@ class ModelSpec(Spec):
     # Image-text models (CLOOB / CLIP).
     text_size: SizeName | None = None
     embed_dim: int = Field(64, gt=0)
-    context_length: int = Field(64, ge=3)
+    context_length: int = Field(77, ge=3)
+    # clip-bpe: CLIP's BPE (lower-cased; as OpenAI, open_clip, ml-jku/cloob); byte: UTF-8 bytes.
+    tokenizer: Literal["clip-bpe", "byte"] = "clip-bpe"
 
     @model_validator(mode="after")
     def _patch_divides(self) -> ModelSpec:

@@ -35,9 +35,8 @@ def build_encoder(spec: ModelSpec) -> m.ViT:
 
 def build_image_text(spec: ModelSpec) -> m.ImageTextModel:
     t = m.TEXT_SIZES[spec.text_size or spec.size]
-    text = m.TextEncoder(
-        t["dim"], t["depth"], t["heads"], spec.context_length, grad_checkpointing=spec.grad_checkpointing
-    )
+    vocab, eot = m.TOKENIZERS[spec.tokenizer]
+    text = m.TextEncoder(t["dim"], t["depth"], t["heads"], spec.context_length, vocab, spec.grad_checkpointing, eot)
     return m.ImageTextModel(build_encoder(spec), text, spec.embed_dim, spec.pool)
 
 

@@ -4,6 +4,7 @@ rows, seed and epoch give the same tensors on either path."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,7 +12,6 @@ import torch
 
 from vitforge.data.sources import DataError, load_image
 from vitforge.data.transforms import Compose
-from vitforge.models.tokenizer import ByteTokenizer
 
 ON_BAD = ("raise", "skip")
 
@@ -33,7 +33,7 @@ class BatchMaker:
 
     views: list[Compose]
     source: str = "data"
-    tokenizer: ByteTokenizer | None = None
+    tokenizer: Callable[[list[str]], torch.Tensor] | None = None  # data.tokenizers.make_tokenizer's
     seed: int = 0
     on_bad: str = "raise"
     skipped: list[str] = field(default_factory=list)

@@ -250,6 +250,8 @@ class _WindowTask:
 
     def __call__(self, batch: dict) -> Iterator[dict[str, np.ndarray]]:
         fields = {k: (v[0].tolist() if hasattr(v[0], "tolist") else v[0]) for k, v in batch.items()}
+        if not isinstance(fields.get("caption"), list):  # no captions: Arrow made the None column NaN
+            fields["caption"] = None
         window = Window(**fields)
         before = len(self.maker.skipped)
         yield from window_batches(self.reader, self.maker, window, self.seed, self.epoch)

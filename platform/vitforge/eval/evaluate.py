@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vitforge.data import DataError, load_source
+from vitforge.data.tokenizers import tokenizer_from_card
 from vitforge.eval.cluster import cluster_scores
 from vitforge.eval.features import extract_features
 from vitforge.eval.knn import knn_accuracy, knn_predict
@@ -17,7 +18,6 @@ from vitforge.eval.plots import confusion_png, embedding_map_png
 from vitforge.eval.zeroshot import DEFAULT_TEMPLATES, class_embeddings, zero_shot
 from vitforge.inference import load_encoder
 from vitforge.models.image_text import ImageTextModel
-from vitforge.models.tokenizer import ByteTokenizer
 from vitforge.tracking import resolve_uri, use_tracking_uri
 
 
@@ -88,7 +88,7 @@ def evaluate(
             raise DataError(
                 f"{len(class_names)} class names for labels up to {int(te_y.max())}: name every class, in label order"
             )
-        tok = ByteTokenizer(card["tokenizer"]["context_length"])
+        tok = tokenizer_from_card(card)
         zs = zero_shot(te_x, te_y, class_embeddings(model, tok, class_names, templates or DEFAULT_TEMPLATES))
         out.update({f"zeroshot_{k}": v for k, v in zs.items()})
     if out_dir:

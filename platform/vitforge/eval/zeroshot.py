@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from vitforge.data.builtin import COLOURS, SHAPES
+from vitforge.data.tokenizers import ClipBPETokenizer, tokenizer_from_card
 from vitforge.models.image_text import ImageTextModel
 from vitforge.models.tokenizer import ByteTokenizer
 
@@ -14,7 +15,10 @@ DEFAULT_TEMPLATES = ("a {}", "a photo of a {}", "a {} on a background")
 
 @torch.no_grad()
 def class_embeddings(
-    model: ImageTextModel, tokenizer: ByteTokenizer, class_names: list[str], templates=DEFAULT_TEMPLATES
+    model: ImageTextModel,
+    tokenizer: ClipBPETokenizer | ByteTokenizer,
+    class_names: list[str],
+    templates=DEFAULT_TEMPLATES,
 ) -> torch.Tensor:
     """(C, E): the normalized mean of each class's prompt embeddings (CLIP's prompt ensembling)."""
     device = next(model.parameters()).device
@@ -66,7 +70,7 @@ def shapes_scores(model: ImageTextModel, card: dict, test) -> dict[str, float]:
 
     x, y = extract_features(model, card, test)
     captions = [c for rows in iter_rows(test) for c in rows["caption"]]
-    tok = ByteTokenizer(card["tokenizer"]["context_length"])
+    tok = tokenizer_from_card(card)
     colours = list(COLOURS)
     y_col = torch.tensor([next(i for i, c in enumerate(colours) if f" {c} " in cap) for cap in captions])
     return {

@@ -3,7 +3,7 @@
 from vitforge.models.image_text import ImageTextModel
 from vitforge.models.mae import MAE, mae_for, random_masking
 from vitforge.models.nnclr_head import NNCLRHead, NNQueue
-from vitforge.models.text import TEXT_SIZES, TextEncoder
+from vitforge.models.text import TEXT_SIZES, TOKENIZERS, TextEncoder
 from vitforge.models.tokenizer import ByteTokenizer
 from vitforge.models.vit import (
     SIZES,
@@ -29,6 +29,7 @@ __all__ = [
     "MAE",
     "SIZES",
     "TEXT_SIZES",
+    "TOKENIZERS",
     "ByteTokenizer",
     "ImageTextModel",
     "NNCLRHead",

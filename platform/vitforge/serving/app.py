@@ -94,9 +94,9 @@ class Encoder:
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         if not self.image_text:
             raise BadInput(f"model {self.name!r} is image-only: it has no text tower")
-        from vitforge.models.tokenizer import ByteTokenizer
+        from vitforge.data.tokenizers import tokenizer_from_card
 
-        tok = ByteTokenizer(self.card["tokenizer"]["context_length"])
+        tok = tokenizer_from_card(self.card)
         with torch.inference_mode():
             return self.model.encode_text(tok(texts).to(self.device)).float().cpu().numpy()
 

@@ -15,6 +15,7 @@ from torch import nn
 
 import vitforge.models as m
 from vitforge.config import JobSpec
+from vitforge.data.tokenizers import make_tokenizer
 from vitforge.inference import CARD, FORMAT_VERSION
 
 
@@ -52,7 +53,7 @@ def save_export(
         "model": spec.model.model_dump(mode="json"),
         "architecture": {"dim": s.dim, "depth": s.depth, "heads": s.heads, "mlp_ratio": s.mlp_ratio},
         "normalization": normalization,
-        "tokenizer": m.ByteTokenizer(spec.model.context_length).config() if image_text else None,
+        "tokenizer": make_tokenizer(spec.model.tokenizer, spec.model.context_length).config() if image_text else None,
         "job": spec.name,
         "seed": spec.seed,
         **(extra or {}),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from vitforge.config import JobSpec
 from vitforge.data import BUILTINS, BatchMaker, Columns, Source, build_view, channel_stats, load_source
-from vitforge.models.tokenizer import ByteTokenizer
+from vitforge.data.tokenizers import make_tokenizer
 
 
 def make_batch_maker(
@@ -27,7 +27,7 @@ def make_batch_maker(
             normalize=normalize,
         )
     ] * stage.views
-    tok = ByteTokenizer(spec.model.context_length) if stage.tokens else None
+    tok = make_tokenizer(spec.model.tokenizer, spec.model.context_length) if stage.tokens else None
     return BatchMaker(view, d.source, tok, spec.seed, d.on_bad)
 
 
