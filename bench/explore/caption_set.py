@@ -10,6 +10,7 @@ pass to ``vitforge eval EXPORT OUT --class-names ... --template ...``.
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -47,6 +48,9 @@ def make(out: Path, copies: int = 3, kind: str = "centred", seed: int = 0) -> No
                 }
             )
             pq.write_table(table, out / f"{split}.parquet", row_group_size=256)
+            (out / f"{split}.json").write_text(
+                json.dumps({"classes": NAMES, "templates": TEMPLATES})
+            )  # as data prepare
     print(f"wrote {out}: --class-names {','.join(NAMES)} " + " ".join(f'--template "{t}"' for t in TEMPLATES))
 
 

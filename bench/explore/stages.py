@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from vitforge.config import load_spec
 from vitforge.data import iter_batches
+from vitforge.data.tokenizers import make_tokenizer
 from vitforge.eval.cluster import cluster_scores
 from vitforge.eval.features import extract_features
 from vitforge.eval.knn import knn_accuracy
@@ -100,10 +101,19 @@ def main(argv: list[str]) -> None:
             os.makedirs(cache, exist_ok=True)
             torch.save((enc_state, head_state), f"{cache}/{i}.pt")
         evaluate(enc.eval(), f"after {i}-{stage.name} ({time.time() - t0:.0f}s)")
+        if "model" in task.exports() and test.classes and spec.data.source != "shapes":
+            from vitforge.eval.zeroshot import DEFAULT_TEMPLATES, class_embeddings, zero_shot
+
+            templates = os.environ["TEMPLATES"].split("|") if os.environ.get("TEMPLATES") else DEFAULT_TEMPLATES
+            model = task.exports()["model"].eval()
+            x, y = extract_features(model, card, test)
+            tok = make_tokenizer(spec.model.tokenizer, spec.model.context_length)
+            scores = zero_shot(x, y, class_embeddings(model, tok, test.classes, templates))
+            print(f"ZEROSHOT after {i}-{stage.name}: {scores}")
         if "model" in task.exports() and spec.data.source == "shapes":
             from vitforge.eval.zeroshot import shapes_scores
 
-            zcard = {**card, "tokenizer": {"context_length": spec.model.context_length}}
+            zcard = {**card, "tokenizer": make_tokenizer(spec.model.tokenizer, spec.model.context_length).config()}
             print(f"ZEROSHOT after {i}-{stage.name}: {shapes_scores(task.exports()['model'].eval(), zcard, test)}")
 
 
