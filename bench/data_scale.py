@@ -2,8 +2,9 @@
 image–caption shards at 1x, 4x and 16x the rows, the same number of steps each time.
 
 Per size: the driver's peak resident memory (sampled every 50 ms), the growth of the driver's
-disk caches (Hugging Face's and vitforge's), the object store's peak (``/dev/shm`` use on this
-node), the planning time (listing and footers) and the trainers' images/s. Baseline: the 1x row;
+disk caches (Hugging Face's and vitforge's), the object store's peak (``/dev/shm`` in use on this
+node since Ray started; tmpfs keeps a page once the store touched it, so a row is the most used up
+to it), the planning time (listing and footers) and the trainers' images/s. Baseline: the 1x row;
 flat is a ratio near 1 in every column but rows.
 
     python -m bench.data_scale [--smoke]
@@ -49,13 +50,14 @@ def _du(paths: list[Path]) -> int:
 
 
 class _Peak:
-    """Samples this process's RSS and /dev/shm's use in a thread; keeps the peaks."""
+    """Samples this process's RSS and /dev/shm's use (above ``shm0``, its use before Ray started:
+    the object store's pages, which tmpfs keeps once touched) in a thread; keeps the peaks."""
 
-    def __init__(self) -> None:
+    def __init__(self, shm0: int) -> None:
         import psutil
 
         self.proc, self.rss, self.shm, self._stop = psutil.Process(), 0, 0, threading.Event()
-        self.shm0 = shutil.disk_usage("/dev/shm").used
+        self.shm0 = shm0
         self._t = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
@@ -90,6 +92,7 @@ def run(smoke: bool = False) -> list[dict]:
 
     base_rows, side, steps = (200, 64, 3) if smoke else (2000, 256, 20)
     rows_out = []
+    shm0 = shutil.disk_usage("/dev/shm").used
     with tempfile.TemporaryDirectory() as tmp, local_ray():
         first = Path(tmp) / "one.parquet"
         _shard(first, base_rows, side)
@@ -100,7 +103,7 @@ def run(smoke: bool = False) -> list[dict]:
                 shutil.copyfile(first, data / f"train-{i:05d}.parquet")
             spec = _spec(str(data), f"{tmp}/runs", steps, f"scale{scale}")
             disk0 = _du(CACHES)
-            with _Peak() as peak:
+            with _Peak(shm0) as peak:
                 t0 = time.perf_counter()
                 source = load_train_data(spec)
                 plan_s = time.perf_counter() - t0

@@ -63,8 +63,8 @@ def _torch_worker(rank: int, port: int, steps: int, storage: str) -> None:
         rank=rank,
         world_size=2,
         local_rank=rank,
-        batches=lambda e, start: iter_batches(
-            ds, maker, 32, e, drop_last=True, rank=rank, world_size=2, start_batch=start
+        batches=lambda e, start, stop: iter_batches(
+            ds, maker, 32, e, drop_last=True, rank=rank, world_size=2, start_batch=start, stop_batch=stop
         ),
         report=lambda m, d: None,
         num_train_rows=len(ds),

@@ -69,6 +69,9 @@ class DataSpec(Spec):
     # Rows shuffled together (webdataset's shuffle buffer): pieces are permuted by (seed, epoch), then
     # cut into windows of at most this many rows, each shuffled and decoded by one task.
     window_rows: int = Field(2048, ge=1)
+    # Windows each worker has read and decoded at once (Ray Data tasks in flight per rank): its
+    # read-ahead. More where a node has spare cores for decoding; each holds a window's bytes.
+    tasks_per_worker: int = Field(2, ge=1)
     interpolation: Literal["bilinear", "bicubic"] = "bicubic"
     mean: tuple[float, float, float] | None = None  # None: measured from the data
     std: tuple[float, float, float] | None = None

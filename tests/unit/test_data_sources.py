@@ -149,9 +149,9 @@ def test_training_stream_resumes_exactly_and_shuffles_within_windows() -> None:
     ds = load_source("shapes", "train", builtin_options={"n": 1000})  # 800 rows in 4 row groups of 256
     m = BatchMaker([build_view(8, normalize=False)], "shapes", seed=3)
 
-    def stream(rank: int, start: int = 0) -> list[dict]:
+    def stream(rank: int, start: int = 0, stop: int | None = None) -> list[dict]:
         kw = {"drop_last": True, "rank": rank, "world_size": 2, "window_rows": 150, "start_batch": start}
-        return list(iter_batches(ds, m, 16, epoch=1, **kw))
+        return list(iter_batches(ds, m, 16, epoch=1, stop_batch=stop, **kw))
 
     whole = [stream(r) for r in (0, 1)]
     ids = [torch.cat([b["index"] for b in w]).tolist() for w in whole]
@@ -162,6 +162,8 @@ def test_training_stream_resumes_exactly_and_shuffles_within_windows() -> None:
         assert len(tail) == len(whole[1]) - k
         assert all(torch.equal(a["index"], b["index"]) and torch.equal(a["image"], b["image"])
                    for a, b in zip(tail, whole[1][k:], strict=True))  # fmt: skip
+    part = stream(0, 2, 5)  # a stage that ends mid-epoch: its batches only
+    assert [b["index"].tolist() for b in part] == [b["index"].tolist() for b in whole[0][2:5]]
     assert (
         ids[0]
         != torch.cat([b["index"] for b in iter_batches(ds, m, 16, epoch=2, drop_last=True)]).tolist()[: len(ids[0])]

@@ -92,8 +92,10 @@ def epoch_windows(
     shuffle: bool = True,
     drop: bool = True,
     start_row: int = 0,
+    stop_row: int | None = None,
 ) -> list[Window]:
-    """This rank's windows of an epoch, from its ``start_row``-th row on (metadata only)."""
+    """This rank's windows of an epoch that hold its rows ``[start_row, stop_row)`` (metadata only):
+    a stage that ends mid-epoch reads no window it will not use."""
     rows = source.pieces["rows"].to_numpy()
     order = np.random.default_rng([seed, epoch]).permutation(len(rows)) if shuffle else np.arange(len(rows))
     n = int(rows.sum())
@@ -107,7 +109,8 @@ def epoch_windows(
     cap = source.pieces["caption"].to_numpy(zero_copy_only=False) if "caption" in source.pieces.column_names else None
     out = []
     skip_windows, skip_rows = divmod(start_row, size)
-    for w in range(rank, k, world)[skip_windows:]:
+    last = k if stop_row is None else math.ceil(stop_row / size) * world
+    for w in range(rank, min(k, last), world)[skip_windows:]:
         lo, hi = w * size, min((w + 1) * size, n)
         a, b = np.searchsorted(cum, lo, "right") - 1, np.searchsorted(cum, hi, "left")
         js = order[a:b]
@@ -206,19 +209,21 @@ def iter_batches(
     rank: int = 0,
     world_size: int = 1,
     start_batch: int = 0,
+    stop_batch: int | None = None,
     window_rows: int = WINDOW_ROWS,
     limit: int | None = None,
 ) -> Iterator[dict[str, torch.Tensor]]:
-    """In this process: this rank's rows of the epoch as batches of tensors, from the
-    ``start_batch``-th batch on. ``drop_last`` is training's stream (the same one Ray Data tasks
+    """In this process: this rank's rows of the epoch as batches of tensors, batches
+    ``[start_batch, stop_batch)``. ``drop_last`` is training's stream (the same one Ray Data tasks
     decode for ``rank_dataset``); without it every row once (evaluation). ``limit``: the first rows only."""
     windows = epoch_windows(
-        source, maker.seed, epoch, rank, world_size, window_rows, shuffle, drop_last, start_batch * batch_size
-    )
+        source, maker.seed, epoch, rank, world_size, window_rows, shuffle, drop_last, start_batch * batch_size,
+        None if stop_batch is None else stop_batch * batch_size,
+    )  # fmt: skip
     reader, skipped_before, seen = Reader.of(source), len(maker.skipped), 0
     parts = (b for w in windows for b in window_batches(reader, maker, w, maker.seed, epoch, shuffle))
-    for batch in rebatch(parts, batch_size, drop_last):
-        if limit is not None and seen >= limit:
+    for b, batch in enumerate(rebatch(parts, batch_size, drop_last), start_batch):
+        if (limit is not None and seen >= limit) or (stop_batch is not None and b >= stop_batch):
             break
         seen += len(batch["index"])
         yield {k: torch.from_numpy(v) for k, v in batch.items()}
@@ -265,24 +270,28 @@ def rank_dataset(
     rank: int,
     world_size: int,
     start_row: int = 0,
+    stop_row: int | None = None,
     window_rows: int = WINDOW_ROWS,
+    tasks: int = 2,
     num_cpus: float = 0.5,
     local: bool = True,
 ):
     """This rank's epoch as a Ray Dataset: one item per window (a few hundred bytes of file names
-    and offsets), mapped by tasks that read, shuffle, decode and augment it; streamed in order with
-    Ray Data's backpressure. ``local``: the tasks prefer this rank's node (each node reads its part)."""
+    and offsets), mapped by tasks that read, shuffle, decode and augment it (at most ``tasks`` at a
+    time: the rank's read-ahead); streamed in order with Ray Data's backpressure. ``local``: the
+    tasks prefer this rank's node (each node reads its part)."""
     import ray
     import ray.data
 
-    windows = epoch_windows(source, maker.seed, epoch, rank, world_size, window_rows, True, True, start_row)
+    windows = epoch_windows(source, maker.seed, epoch, rank, world_size, window_rows, True, True, start_row, stop_row)
     items = [{k: getattr(w, k) for k in Window.__dataclass_fields__} for w in windows]
     ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
     # Each node reads its ranks' windows where it can (Ray's node-id label), elsewhere when it cannot.
     here = {"ray.io/node-id": ray.get_runtime_context().get_node_id()} if local else None
     out = ds.map_batches(
         _WindowTask(Reader.of(source), maker, maker.seed, epoch), batch_size=1, batch_format="numpy",
-        num_cpus=num_cpus, label_selector=here, fallback_strategy=[{"label_selector": {}}] if local else None,
+        num_cpus=num_cpus, concurrency=tasks, label_selector=here,
+        fallback_strategy=[{"label_selector": {}}] if local else None,
     )  # fmt: skip
     out.context.execution_options.preserve_order = True  # the epoch's order is the plan's, not the tasks' finish order
     out.context.enable_progress_bars = False  # one bar per epoch per rank floods the log; Train reports progress

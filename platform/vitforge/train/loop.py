@@ -44,7 +44,8 @@ class WorkerContext:
     rank: int
     world_size: int
     local_rank: int
-    batches: Callable[[int, int], Iterator[dict[str, torch.Tensor]]]  # (epoch, first micro-batch) -> micro-batches
+    # (epoch, first micro-batch, end micro-batch) -> this rank's micro-batches of the epoch in that range
+    batches: Callable[[int, int, int], Iterator[dict[str, torch.Tensor]]]
     report: Callable[[dict, str | None], None]  # metrics, checkpoint directory (or None)
     resume_dir: str | None = None
     init_from: str | None = None
@@ -289,8 +290,10 @@ def run_stage(ctx: WorkerContext, spec: JobSpec, stage_index: int) -> dict:
     while run.step < run.total:
         epoch = run.step // run.steps_per_epoch
         # Resumed mid-epoch: the stream starts at the next unseen micro-batch (nothing read twice).
-        start = (run.step % run.steps_per_epoch) * spec.deepspeed.grad_accum
-        for i, batch in enumerate(ctx.batches(epoch, start)):
+        accum = spec.deepspeed.grad_accum
+        start = (run.step % run.steps_per_epoch) * accum
+        stop = min(run.steps_per_epoch, run.total - epoch * run.steps_per_epoch) * accum  # a capped last epoch
+        for i, batch in enumerate(ctx.batches(epoch, start, stop)):
             if run.step == 0 and ctx.rank == 0 and i == 0:
                 ctx.log(f"[{run.stage.name}] first batch after {time.perf_counter() - t_start:.1f}s")
             loss, grad_norm, lrs, boundary = train_step(run, batch)

@@ -35,8 +35,11 @@ def train_loop_per_worker(config: dict) -> None:
     rank = ctx_ray.get_world_rank()
     source, maker = config["data"]  # the planned source (file names, row counts) and the views
 
-    def batches(epoch: int, start: int):
-        ds = rank_dataset(source, maker, epoch, rank, workers, start * micro, spec.data.window_rows)
+    def batches(epoch: int, start: int, stop: int):
+        d = spec.data
+        ds = rank_dataset(
+            source, maker, epoch, rank, workers, start * micro, stop * micro, d.window_rows, d.tasks_per_worker
+        )
         return ds.iter_torch_batches(batch_size=micro, drop_last=True)
 
     def report(metrics: dict, directory: str | None) -> None:
@@ -95,8 +98,15 @@ def local_context(spec: JobSpec, stage_index: int, report: Callable[[dict, str |
         rank=0,
         world_size=1,
         local_rank=0,
-        batches=lambda epoch, start: iter_batches(
-            ds, maker, micro, epoch, drop_last=True, start_batch=start, window_rows=spec.data.window_rows
+        batches=lambda epoch, start, stop: iter_batches(
+            ds,
+            maker,
+            micro,
+            epoch,
+            drop_last=True,
+            start_batch=start,
+            stop_batch=stop,
+            window_rows=spec.data.window_rows,
         ),
         report=report,
         num_train_rows=len(ds),
