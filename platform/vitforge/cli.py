@@ -355,6 +355,7 @@ def import_cmd(
 def quickstart(
     spec: str = typer.Option(None, help="MAE-CT spec (default: jobs/quickstart.yaml's contents)."),
     cloob: bool = typer.Option(True, help="Also run the short CLOOB job on shapes."),
+    seed: int = typer.Option(None, help="Seed of both jobs (default: the specs' own, 0)."),
 ) -> None:
     """The main job on the embedded default: local Ray, embedded MLflow, built-in data.
 
@@ -366,7 +367,7 @@ def quickstart(
     """
     from vitforge.quickstart import run_quickstart
 
-    run_quickstart(spec, cloob, echo=typer.echo)
+    run_quickstart(spec, cloob, echo=typer.echo, seed=seed)
 
 
 def main() -> None:
