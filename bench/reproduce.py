@@ -108,7 +108,7 @@ def mae_ct_rows(storage: str, source: str, epochs: dict[str, float], seed: int, 
 def cloob_rows(storage: str, epochs: float, seeds: list[int]) -> list[dict]:
     from vitforge.eval.zeroshot import shapes_zero_shot
 
-    model = {"size": "test", "patch_size": 4, "img_size": 32, "embed_dim": 64, "context_length": 80}
+    model = {"size": "test", "patch_size": 4, "img_size": 32, "embed_dim": 64, "context_length": 32}
     opts = {"n": 4000, "size": 32}
     rows = []
     for objective in ("clip", "cloob"):

@@ -11,6 +11,7 @@ from PIL import Image
 
 from vitforge.config import ModelSpec
 from vitforge.data import Columns, DataError, iter_rows, load_source
+from vitforge.data.tokenizers import make_tokenizer
 from vitforge.eval.evaluate import evaluate
 from vitforge.inference import build_image_text
 
@@ -59,7 +60,7 @@ def test_zero_shot_classes_from_folder_names_in_label_order(tmp_path: Path) -> N
     card = {
         "model": {"img_size": 16, "pool": spec.pool},
         "normalization": {"mean": [0.5] * 3, "std": [0.25] * 3},
-        "tokenizer": {"context_length": 32},
+        "tokenizer": make_tokenizer("clip-bpe", 32).config(),
     }
     kw = {"card": card, "encoder": model, "probe": False, "cluster": False, "ks": (1,)}
     own = evaluate(None, str(tmp_path), templates=["a photo of a {}."], **kw)
