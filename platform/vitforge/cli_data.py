@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+import fsspec
 import typer
 
 from vitforge.cli_util import fail
@@ -80,7 +81,6 @@ def data_prepare(
 
     Example: vitforge data prepare ./imagenet/train ./imagenet-shards --max-side 320 --shard-size 5000
     """
-    import fsspec
     from rich.progress import Progress
 
     from vitforge.data import Columns, DataError, load_source

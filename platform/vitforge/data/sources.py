@@ -11,6 +11,7 @@ or a ``{"bytes", "path"}`` cell, decoded later), ``label`` (int64, -1 when absen
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -18,29 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import fsspec
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from PIL import Image, UnidentifiedImageError
 
 from vitforge.data.builtin import BUILTINS, CLASS_NAMES, builtin_parquet
+from vitforge.data.folders import check_folder_captions, folder_pieces
+from vitforge.data.pieces import CAPTION_SUFFIXES, IMAGE_SUFFIXES, Columns, DataError, piece_table, uri_of
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-CAPTION_SUFFIXES = (".txt", ".caption", ".json")
 FORMATS = ("builtin", "imagefolder", "parquet", "arrow", "saved", "webdataset")
-
-
-class DataError(ValueError):
-    """Bad input data: the message names the file or row and the column."""
-
-
-@dataclass(frozen=True)
-class Columns:
-    """The source's own names for the image, label and caption columns (Parquet, Arrow)."""
-
-    image: str = "image"
-    label: str | None = "label"
-    caption: str | None = "caption"
 
 
 @dataclass
@@ -69,14 +56,6 @@ class Source:
     @property
     def num_rows(self) -> int:
         return int(pc.sum(self.pieces["rows"]).as_py() or 0)
-
-    def labels_known(self) -> bool:
-        return self.num_classes is not None
-
-
-def _uri(fs, path: str) -> str:
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return path if protocol in ("file", "local") else f"{protocol}://{path}"
 
 
 def detect_format(path: str) -> str:
@@ -114,7 +93,7 @@ def _split_files(path: str, split: str, suffix: str) -> list[str]:
     chosen = [p for p in files if Path(p).name.startswith(split)] or files
     if not chosen:
         raise DataError(f"{path}: no {suffix} files")
-    return [_uri(fs, p) for p in chosen]
+    return [uri_of(fs, p) for p in chosen]
 
 
 def _parquet_pieces(files: list[str], columns: Columns, name: str) -> tuple[pa.Table, int | None, bool]:
@@ -142,7 +121,7 @@ def _parquet_pieces(files: list[str], columns: Columns, name: str) -> tuple[pa.T
                 stats = _leaf(rg, meta, columns.label).statistics
                 top = max(top, int(stats.max)) if stats is not None and stats.has_min_max else top
     has_caption = columns.caption in schema.names
-    return _table(uris, parts, rows), (top + 1 if top >= 0 else None), has_caption
+    return piece_table(uris, parts, rows), (top + 1 if top >= 0 else None), has_caption
 
 
 def _leaf(rg, meta, name: str):
@@ -173,7 +152,7 @@ def _arrow_pieces(files: list[str], columns: Columns, name: str) -> tuple[pa.Tab
         if columns.label in table.column_names and table.num_rows:
             top = max(top, int(pc.max(table[columns.label]).as_py() or -1))
     _check_columns(schema, columns, name)
-    return _table(files, [-1] * len(files), rows), (top + 1 if top >= 0 else None), columns.caption in schema.names
+    return piece_table(files, [-1] * len(files), rows), (top + 1 if top >= 0 else None), columns.caption in schema.names
 
 
 def tar_samples(f) -> list[tuple[str, dict[str, tarfile.TarInfo]]]:
@@ -200,96 +179,11 @@ def _tar_pieces(files: list[str]) -> tuple[pa.Table, bool]:
 
     with ThreadPoolExecutor(16) as pool:
         counts = list(pool.map(count, files))
-    return _table(files, [-1] * len(files), [c for c, _ in counts]), any(c for _, c in counts)
-
-
-def _folder_pieces(path: str, split: str, columns: Columns) -> tuple[pa.Table, list[str]]:
-    """Class sub-folders -> labels (sorted names); ``DIR/train`` and ``DIR/test`` are splits if present.
-    One piece per image file: the listing is the only pass, and it reads no image. Captions (and
-    labels) from ``metadata.jsonl`` or ``metadata.csv`` beside the images, as Hugging Face's
-    imagefolder has them: ``file_name`` relative to the folder, a caption column."""
-    fs, root = fsspec.core.url_to_fs(path)
-    if fs.isdir(f"{root}/{split}"):
-        root = f"{root}/{split}"
-    classes = sorted(Path(p).name for p in fs.ls(root, detail=False) if fs.isdir(p))
-    paths, labels = [], []
-    if classes:
-        for label, cls in enumerate(classes):
-            found = [p for p in sorted(fs.find(f"{root}/{cls}")) if Path(p).suffix.lower() in IMAGE_SUFFIXES]
-            paths += found
-            labels += [label] * len(found)
-    else:
-        paths = [p for p in sorted(fs.find(root)) if Path(p).suffix.lower() in IMAGE_SUFFIXES]
-        labels = [-1] * len(paths)
-    uris = [_uri(fs, p) for p in paths]
-    table = _table(uris, [-1] * len(uris), [1] * len(uris), labels)
-    meta = _folder_metadata(fs, root, columns)
-    if meta is not None:
-        names, captions, meta_labels = meta
-        rel = [p[len(root) + 1 :] for p in paths]
-        table = table.append_column("caption", pa.array([captions.get(r) for r in rel], pa.string()))
-        if meta_labels and not classes:
-            table = table.set_column(4, "label", pa.array([meta_labels.get(r, -1) for r in rel], pa.int64()))
-        missing = [r for r in rel if r not in names]
-        if missing:
-            raise DataError(
-                f"{path}: {len(missing)} images have no row in {meta_file(fs, root)}, e.g. {missing[0]!r}"
-                " (file_name is the path relative to the folder)"
-            )
-    return table, classes
-
-
-def meta_file(fs, root: str) -> str | None:
-    for name in ("metadata.jsonl", "metadata.csv"):
-        if fs.isfile(f"{root}/{name}"):
-            return f"{root}/{name}"
-    return None
-
-
-def _folder_metadata(fs, root: str, columns: Columns) -> tuple[set, dict, dict] | None:
-    """(file names, file -> caption, file -> label) from the folder's metadata file, or None."""
-    import csv
-    import json
-
-    path = meta_file(fs, root)
-    if path is None:
-        return None
-    with fs.open(path, "r") as f:
-        if path.endswith(".jsonl"):
-            rows = [json.loads(line) for line in f if line.strip()]
-        else:
-            rows = list(csv.DictReader(f))
-    if not rows or "file_name" not in rows[0]:
-        raise DataError(f"{path}: needs a file_name column (found {sorted(rows[0]) if rows else 'no rows'})")
-    cap = next((c for c in (columns.caption, "text", "caption") if c and c in rows[0]), None)
-    if cap is None:
-        raise DataError(f"{path}: no caption column {columns.caption!r} (nor 'text'); columns are {sorted(rows[0])}")
-    names = {r["file_name"] for r in rows}
-    captions = {r["file_name"]: r[cap] for r in rows if r.get(cap) not in (None, "")}
-    labels = {
-        r["file_name"]: int(r[columns.label]) for r in rows if columns.label and r.get(columns.label) not in (None, "")
-    }
-    return names, captions, labels
-
-
-def _table(uris: list[str], parts: list[int], rows: list[int], labels: list[int] | None = None) -> pa.Table:
-    rows_a = np.asarray(rows, dtype=np.int64)
-    first = np.concatenate([[0], np.cumsum(rows_a)[:-1]]).astype(np.int64) if len(rows_a) else rows_a
-    return pa.table(
-        {
-            "uri": pa.array(uris, pa.string()),
-            "part": pa.array(parts, pa.int32()),
-            "rows": rows_a,
-            "first_id": first,
-            "label": pa.array(labels if labels is not None else [-1] * len(uris), pa.int64()),
-        }
-    )
+    return piece_table(files, [-1] * len(files), [c for c, _ in counts]), any(c for _, c in counts)
 
 
 def _manifest_classes(path: str, split: str) -> list[str]:
     """Class names that ``vitforge data prepare`` recorded beside its shards (``<split>.json``)."""
-    import json
-
     fs, root = fsspec.core.url_to_fs(path)
     manifest = f"{root}/{split}.json"
     if fs.isdir(root) and fs.isfile(manifest):
@@ -302,7 +196,7 @@ def load_source(
     path: str,
     split: str = "train",
     format: str | None = None,
-    columns: Columns = Columns(),
+    columns: Columns | None = None,
     require_captions: bool = False,
     builtin_options: dict | None = None,
 ) -> Source:
@@ -313,6 +207,7 @@ def load_source(
     ``require_captions``, caption) column, a caption column that is not text and an empty source
     raise :class:`DataError` naming the column and what is there.
     """
+    columns = columns or Columns()
     fmt = format or detect_format(path)
     if fmt not in FORMATS:
         raise DataError(f"data format must be one of {', '.join(FORMATS)}; got {fmt!r}")
@@ -335,10 +230,10 @@ def load_source(
         kind, columns, classes = "tar", Columns(label="cls", caption="txt"), _manifest_classes(path, split)
         num_classes = len(classes) or None
     else:
-        pieces, classes = _folder_pieces(path, split, columns)
+        pieces, classes = folder_pieces(path, split, columns)
         kind, captions = "file", "caption" in pieces.column_names
         if captions and require_captions:
-            _check_folder_captions(path, pieces)
+            check_folder_captions(path, pieces)
         num_classes = len(classes) or (int(pc.max(pieces["label"]).as_py()) + 1 if len(pieces) else 0) or None
     source = Source(path, fmt, split, kind, columns, pieces, classes, num_classes, captions)
     if require_captions and not captions:
@@ -346,14 +241,6 @@ def load_source(
     if source.num_rows == 0:
         raise DataError(f"{path}: the dataset is empty (split {split!r})")
     return source
-
-
-def _check_folder_captions(path: str, pieces: pa.Table) -> None:
-    missing = pc.is_null(pieces["caption"])
-    if pc.any(missing).as_py():
-        first = pieces.filter(missing)["uri"][0].as_py()
-        n = pc.sum(missing.cast(pa.int64())).as_py()
-        raise DataError(f"{path}: {n} images have no caption in the folder's metadata file, e.g. {first}")
 
 
 def load_image(value: object, where: str) -> Image.Image:

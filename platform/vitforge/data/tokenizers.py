@@ -19,6 +19,8 @@ import itertools
 from functools import lru_cache
 from pathlib import Path
 
+import ftfy
+import regex
 import torch
 
 from vitforge.models.text import TOKENIZERS
@@ -71,8 +73,6 @@ class ClipBPETokenizer:
         self._load()
 
     def _load(self) -> None:
-        import regex
-
         self.encoder, self.ranks = _vocabulary()
         self.vocab_size, self.eot = TOKENIZERS[self.name]
         self.sot, self.pad = self.eot - 1, 0
@@ -85,8 +85,6 @@ class ClipBPETokenizer:
 
     @staticmethod
     def clean(text: str) -> str:
-        import ftfy
-
         text = html.unescape(html.unescape(ftfy.fix_text(text)))
         return " ".join(text.split()).lower()
 
