@@ -9,7 +9,17 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHMARKS = ["mae_step", "compile_step", "ray_overhead", "zero_memory", "loader", "data_scale", "serve", "tune_asha", "gpu"]
+BENCHMARKS = [
+    "mae_step",
+    "compile_step",
+    "ray_overhead",
+    "zero_memory",
+    "loader",
+    "data_scale",
+    "serve",
+    "tune_asha",
+    "gpu",
+]
 
 
 def main() -> None:

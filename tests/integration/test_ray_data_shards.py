@@ -91,3 +91,38 @@ def test_same_spec_and_seed_train_to_the_same_losses(ray_cluster, tmp_path: Path
     local = [h["loss"] for h in run_local(spec("one-local", 1), 0, str(tmp_path / "ck")).history]
     assert one == pytest.approx(local, rel=1e-5, abs=1e-6)
     assert one != a  # one worker's batches are not two workers' halves: a different (equally fixed) stream
+
+
+def test_prepare_writes_shards_as_ray_tasks_equal_to_local(ray_cluster, tmp_path: Path) -> None:
+    """``data prepare`` on the cluster (one Ray task a shard) writes the same shards as ``--local``;
+    a folder's metadata captions come through Ray Data tasks too."""
+    import io
+    import json as js
+
+    import numpy as np
+    import pyarrow.parquet as pq
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from vitforge.cli import app
+    from vitforge.data import BatchMaker, build_view, load_source, rank_dataset
+    from vitforge.data.tokenizers import make_tokenizer
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(9):
+        buf = io.BytesIO()
+        Image.fromarray(np.full((40, 50, 3), 20 * i, np.uint8)).save(buf, format="PNG")
+        (src / f"{i}.png").write_bytes(buf.getvalue())
+    (src / "metadata.jsonl").write_text(
+        "\n".join(js.dumps({"file_name": f"{i}.png", "text": f"shade {i}"}) for i in range(9))
+    )
+    for out, extra in (("ray", []), ("local", ["--local"])):
+        r = CliRunner().invoke(app, ["data", "prepare", str(src), str(tmp_path / out), "--shard-size", "4", *extra])
+        assert r.exit_code == 0, r.output
+    for name in ("train-00000.parquet", "train-00001.parquet", "train-00002.parquet"):
+        assert pq.read_table(tmp_path / "ray" / name).equals(pq.read_table(tmp_path / "local" / name))
+    folder = load_source(str(src), require_captions=True)
+    maker = BatchMaker([build_view(8, normalize=False)], "src", make_tokenizer("clip-bpe", 8), seed=0)
+    batches = list(rank_dataset(folder, maker, 0, 0, 1, window_rows=4).iter_torch_batches(batch_size=3))
+    assert sum(len(b["index"]) for b in batches) == 8 and batches[0]["tokens"].shape == (3, 8)

@@ -83,6 +83,13 @@ def test_text_zero_shot_search_and_models(served) -> None:
     zs = post(served, "/v1/classify/zero-shot", json={"images": [png_b64(images(1)[0])], "labels": ["circle", "star"],
                                                     "model": "cloob"})  # fmt: skip
     assert zs.status_code == 200 and abs(sum(zs.json()["results"][0]["scores"].values()) - 1) < 1e-4
+    body = {"images": [png_b64(images(1)[0])], "labels": ["circle", "star"], "model": "cloob"}
+    ens = post(served, "/v1/classify/zero-shot", json={**body, "templates": ["a {}", "a photo of a {}."]})
+    assert ens.status_code == 200 and abs(sum(ens.json()["results"][0]["scores"].values()) - 1) < 1e-4
+    assert ens.json()["results"][0]["scores"] != zs.json()["results"][0]["scores"]  # the prompts are averaged
+    many = post(served, "/v1/classify/zero-shot", json={"images": [png_b64(images(1)[0])], "model": "cloob",
+                "labels": [f"c{i}" for i in range(1000)], "templates": ["a {}"] * 5})  # fmt: skip
+    assert many.status_code == 413 and "prompts" in many.json()["error"]
     from vitforge.data import iter_rows, load_source
 
     first = next(iter_rows(load_source("shapes", "test", builtin_options={"n": 100, "size": 16})))["image"][0]

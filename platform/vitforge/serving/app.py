@@ -35,6 +35,7 @@ from vitforge.serving.schema import (
 )
 
 ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 404, 408, 413, 415, 422, 431)}
+MAX_PROMPTS = 4096  # labels x templates embedded for one zero-shot request
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 1}, max_ongoing_requests=64, health_check_period_s=10)
@@ -310,13 +311,17 @@ class Gateway:
     @app.post("/v1/classify/zero-shot", response_model=ZeroShotResponse, responses=ERRORS)
     async def zero_shot(self, body: ZeroShotRequest) -> ZeroShotResponse:
         """Scores of each image against prompts built from the candidate labels (softmax over labels)."""
+        templates = body.templates or [body.template]  # the schema allows one bare {} in each
+        prompts = [t.format(lb) for lb in body.labels for t in templates]
+        if len(prompts) > MAX_PROMPTS:
+            raise BadInput(f"{len(body.labels)} labels x {len(templates)} templates exceed {MAX_PROMPTS} prompts", 413)
         name, handle, info = await self._model(body.model)
         self._need_text(name, info)
         tensors = await self._tensors(body.images, info)
         img = torch.as_tensor(await handle.embed_images.remote(tensors))
-        prompts = [body.template.format(lb) for lb in body.labels]  # the schema allows one bare {} only
-        txt = torch.as_tensor(await handle.embed_texts.remote(prompts))
-        probs = (100.0 * img @ torch.nn.functional.normalize(txt, dim=-1).T).softmax(dim=-1)
+        txt = torch.as_tensor(await handle.embed_texts.remote(prompts)).view(len(body.labels), len(templates), -1)
+        classes = torch.nn.functional.normalize(txt.float().mean(1), dim=-1)  # (C, E): the prompts averaged
+        probs = (100.0 * img @ classes.T).softmax(dim=-1)
         results = [
             ZeroShotResult(
                 label=body.labels[int(p.argmax())], scores=dict(zip(body.labels, map(float, p), strict=True))

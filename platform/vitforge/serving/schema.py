@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 MAX_TEXT_CHARS = 1000  # a prompt or query; the tokenizer keeps at most its context length anyway
 MAX_LABELS = 1000
 MAX_TEMPLATE_CHARS = 200
+MAX_TEMPLATES = 32
 
 
 def _utf8(s: str) -> str:
@@ -62,12 +63,20 @@ class EmbeddingResponse(BaseModel):
     embeddings: list[list[float]] | list[str]
 
 
+Template = Annotated[str, Field(max_length=MAX_TEMPLATE_CHARS), AfterValidator(_utf8), AfterValidator(_template)]
+
+
 class ZeroShotRequest(Req):
     images: list[str]
     labels: list[Text] = Field(..., min_length=1, max_length=MAX_LABELS, description="Candidate class names.")
-    template: Annotated[str, Field(max_length=MAX_TEMPLATE_CHARS), AfterValidator(_utf8), AfterValidator(_template)] = (
-        Field("a {}", description="Prompt template: one {} for the label; {{ and }} for literal braces.")
+    template: Template = Field(
+        "a {}", description="Prompt template: one {} for the label; {{ and }} for literal braces."
     )
+    templates: list[Template] | None = Field(
+        None, min_length=1, max_length=MAX_TEMPLATES,
+        description="Several templates, instead of template: each label's prompts are embedded and averaged"
+        " (CLIP's prompt ensembling, as `vitforge eval --template` does).",
+    )  # fmt: skip
     model: str | None = None
 
 
