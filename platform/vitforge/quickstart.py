@@ -30,10 +30,11 @@ def evaluate_mae_ct(spec: JobSpec, mae_export: str, final_export: str, tracker=N
     common = {"source": spec.data.source, "train_split": spec.data.split, "test_split": spec.data.eval_split}
     common |= {"ks": (20,), "builtin_options": opts}
     torch.manual_seed(spec.seed)
+    random_encoder = build_encoder(spec.model)  # before any evaluation: the linear probe reseeds torch
     norm = card["normalization"]
     evals = {
         "raw pixels": evaluate(None, card=raw_pixel_card(spec.model.img_size, norm["mean"], norm["std"]), **common),
-        "random init": evaluate(None, card=card, encoder=build_encoder(spec.model), **common),
+        "random init": evaluate(None, card=card, encoder=random_encoder, **common),
     }
     for label, export in (("MAE", mae_export), ("MAE-CT", final_export)):
         evals[label] = evaluate(export, out_dir=Path(export) / "eval", name=label, **common)
