@@ -158,7 +158,7 @@ def test_image_text_stage(ray_cluster, tmp_path: Path, objective: str, zero: int
     assert falls(results[0].history), [round(h["loss"], 3) for h in results[0].history]
     check_exports_reproduce_probe(results, spec, tmp_path)
     _, card = load_encoder(results[0].export_dir)
-    assert card["kind"] == "image_text" and card["tokenizer"]["name"] == "byte"
+    assert card["kind"] == "image_text" and card["tokenizer"]["name"] == "clip-bpe"
 
 
 def test_killed_worker_resumes_with_exact_steps(ray_cluster, tmp_path: Path) -> None:
