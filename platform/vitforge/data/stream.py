@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import fsspec
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
 from vitforge.data.pipeline import BatchMaker
@@ -147,13 +148,14 @@ def read_rows(reader: Reader, window: Window) -> dict[str, list]:
         out["image"] += table[c.image].to_pylist()
         out["label"] += table[c.label].to_pylist() if c.label in table.column_names else [-1] * (b - a)
         out["caption"] += table[c.caption].to_pylist() if c.caption in table.column_names else [None] * (b - a)
+    for f in opened.values():  # Parquet files opened for this window (Arrow tables need no closing)
+        if isinstance(f, pq.ParquetFile):
+            f.close()
     out["label"] = [-1 if v is None else int(v) for v in out["label"]]
     return out
 
 
 def _table(reader: Reader, uri: str, part: int, opened: dict) -> pa.Table:
-    import pyarrow.parquet as pq
-
     c = reader.columns
     if reader.kind == "arrow":
         if uri not in opened:
