@@ -148,12 +148,17 @@ def tune_cmd(
         res = run_search(job, log=typer.echo, fresh=fresh, address=address)
     except SpecChanged as e:
         raise fail(str(e)) from None
-    table = Table(title=f"TTUR search {job.name}: {res.metric}")
-    for col in ("trial", "fast lr", "slow lr", res.metric, "epochs", "status"):
+    from vitforge.tune.report import rungs
+
+    # Ranked at the largest budget the trials share (ASHA's rungs shown apart); a value is the
+    # metric at that epoch, the last column the trial's end.
+    steps = rungs(job, max([r["epochs"] for r in res.table] + [1]))
+    table = Table(title=f"TTUR search {job.name}: {res.metric} (best first, at equal budget)")
+    for col in ("trial", "fast lr", "slow lr", *(f"@{e} ep" for e in steps), "epochs", "status"):
         table.add_column(col)
     for r in res.table:
-        metric = "" if r["metric"] is None else f"{r['metric']:.4f}"
-        table.add_row(r["trial_id"], f"{r['fast_lr']:.2e}", f"{r['slow_lr']:.2e}", metric, str(r["epochs"]),
+        at = [f"{r['history'][e - 1]:.4f}" if len(r.get("history", [])) >= e else "" for e in steps]
+        table.add_row(r["trial_id"], f"{r['fast_lr']:.2e}", f"{r['slow_lr']:.2e}", *at, str(r["epochs"]),
                       r["status"] if not r["error"] else f"ERROR: {r['error'][:40]}")  # fmt: skip
     Console().print(table)
     typer.echo(

@@ -117,7 +117,9 @@ class TuneSpec(Spec):
     fast_lr: tuple[float, float] = (1e-4, 1e-2)  # log-uniform range
     slow_lr: tuple[float, float] | None = (1e-5, 1e-3)  # log-uniform range, or None to use ratio
     ratio: tuple[float, float] | None = None  # fast / slow, log-uniform; ratio >= 1 enforces fast >= slow
-    grid: dict[str, list[float]] | None = None  # {"fast_lr": [...], "slow_lr": [...]}: every pair
+    # {"fast_lr": [...], "slow_lr": [...]}: every pair; or {"fast_lr": [...], "ratio": [...]}: slow =
+    # fast / ratio (ratio [1.0]: a single-rate search, fast == slow)
+    grid: dict[str, list[float]] | None = None
     extra: dict[str, list[Any]] = Field(default_factory=dict)  # field path -> choices, e.g. stages.0.topk
     search_alg: Literal["random", "optuna", "grid"] = "random"
     scheduler: Literal["asha", "none"] = "asha"
@@ -136,6 +138,12 @@ class TuneSpec(Spec):
                 raise ValueError(f"tune.{name} must be [low, high] with 0 < low <= high, got {list(r)}")
         if self.search_alg == "grid" and not self.grid:
             raise ValueError("tune.search_alg 'grid' needs tune.grid with fast_lr and slow_lr lists")
+        if self.grid is not None:
+            keys = sorted(self.grid)
+            if keys not in (["fast_lr", "slow_lr"], ["fast_lr", "ratio"]):
+                raise ValueError(f"tune.grid needs the lists fast_lr and slow_lr, or fast_lr and ratio; got {keys}")
+            if not all(v > 0 for values in self.grid.values() for v in values):
+                raise ValueError(f"tune.grid values must be > 0, got {self.grid}")
         if self.slow_lr is None and self.ratio is None:
             raise ValueError("tune needs slow_lr or ratio")
         return self

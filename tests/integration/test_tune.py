@@ -1,6 +1,5 @@
 """Ray Tune TTUR searches on the real local cluster, tiny models, one worker per trial."""
 
-import json
 import logging
 import warnings
 from pathlib import Path
@@ -13,46 +12,73 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_asha_search_writes_table_heatmap_best_spec_and_mlflow(ray_cluster, tmp_path: Path) -> None:
+def test_asha_search_gives_one_best_everywhere(ray_cluster, tmp_path: Path) -> None:
+    """The live lines, the table, MLflow, best_job.yaml and the heatmap name the same best trial
+    with the same value: the value at its end, among the trials that ran the whole budget; and
+    training best_job.yaml gives that value again."""
     from mlflow import MlflowClient
+    from PIL import Image
 
+    from vitforge.eval.hook import knn_hook
+    from vitforge.train.inputs import load_train_data
+    from vitforge.train.loop import run_stage
+    from vitforge.train.runners import local_context
     from vitforge.tune import run_search
 
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     spec = load_spec(
         ROOT / "jobs" / "tiny-ttur.yaml",
         [f"checkpoint.storage_path={tmp_path}", f"tracking.tracking_uri={uri}", "tune.num_samples=6",
-         "stages.0.epochs=4", "tune.max_concurrent_trials=1",  # sequential: ASHA's decisions are repeatable
-         "tune.metric=epoch_loss"],  # the loss, not the default k-NN: the cheapest report per epoch
+         "stages.0.epochs=4", "tune.max_concurrent_trials=1"],  # sequential: ASHA's decisions are repeatable
     )  # fmt: skip
     lines: list[str] = []
     res = run_search(spec, log=lines.append)
-    assert len(res.table) == 6
-    # One line per trial as it ends, with the best so far (no per-trial tables or config dumps).
-    trial_lines = [x for x in lines if x.startswith("trial ")]
-    assert len(trial_lines) == 6 and all("best " in x for x in trial_lines), lines
-    epochs = [r["epochs"] for r in res.table]
-    assert max(epochs) == 4 and min(epochs) < 4, epochs  # ASHA stopped the worst trials early
-    for r in res.table:
+    table, best = res.table, res.best
+    assert res.metric == "knn20" and len(table) == 6
+    # 1. The table: each value is the trial's last; full-budget trials first, best (highest) first.
+    for r in table:
+        assert r["metric"] == r["history"][-1] and r["epochs"] == len(r["history"]), r
         assert r["status"] == ("TERMINATED" if r["epochs"] == 4 else "STOPPED_EARLY"), r
-    metrics = [r["metric"] for r in res.table]
-    assert metrics == sorted(metrics)  # sorted, best (lowest loss) first
-    assert res.heatmap_path.read_bytes()[:4] == b"\x89PNG"
-    best = load_spec(res.best_spec_path)  # a runnable job spec with the best pair written in
-    assert best.tune is None and best.stages[0].optimizer.fast_lr == pytest.approx(res.best["fast_lr"])
-    assert json.loads((res.out_dir / "trials.json").read_text())[0]["trial_id"] == res.best["trial_id"]
+    epochs = [r["epochs"] for r in table]
+    assert epochs == sorted(epochs, reverse=True) and min(epochs) < 4, epochs  # ASHA stopped some early
+    full = [r["metric"] for r in table if r["epochs"] == 4]
+    assert full == sorted(full, reverse=True) and best is table[0] and best["epochs"] == 4
+    # 2. The live lines: the last one's "best so far" is the table's best.
+    trial_lines = [x for x in lines if x.startswith("trial ")]
+    assert len(trial_lines) == 6, lines
+    assert f"best {best['metric']:.4f} ({best['trial_id']}, 4 epochs)" in trial_lines[-1], trial_lines
+    said = f"best knn20 {best['metric']:.4f} trial {best['trial_id']} (4 epochs)"
+    assert any(x.startswith(said) for x in lines), lines
+    # 3. best_job.yaml: the same trial, value and pair; 4. the heatmap: the same sentence.
+    head = res.best_spec_path.read_text()
+    assert f"knn20 {best['metric']:.4f} at the end of trial {best['trial_id']} (4 epochs" in head, head
+    assert Image.open(res.heatmap_path).info["Description"] == said
+    # 5. MLflow: the parent run carries the metric, the pair and the best trial's run; trials that
+    # ASHA stopped are FINISHED, tagged stopped_early with their budget.
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("tiny-ttur").experiment_id])
     parent = next(r for r in runs if r.info.run_name == "tiny-ttur-tune")
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert len(children) == 6 and parent.data.tags["best.trial"] == res.best["trial_id"]
-    # MLflow shows what Tune did: full trials finished, ASHA's stops killed (tagged), none failed.
-    status = {r.info.run_name.removeprefix("trial-"): r.info.status for r in children}
-    for r in res.table:
-        assert status[r["trial_id"]] == ("FINISHED" if r["status"] == "TERMINATED" else "KILLED"), (r, status)
-    assert {c.data.tags["vitforge.trial_status"] for c in children} == {"TERMINATED", "STOPPED_EARLY"}
-    assert float(parent.data.tags["best.fast_lr"]) == pytest.approx(res.best["fast_lr"])
+    children = {r.info.run_name.removeprefix("trial-"): r for r in runs
+                if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}  # fmt: skip
+    assert len(children) == 6
+    assert parent.data.metrics["knn20"] == pytest.approx(best["metric"])
+    assert parent.data.metrics["best_fast_lr"] == pytest.approx(best["fast_lr"])
+    assert parent.data.tags["best.trial"] == best["trial_id"]
+    assert parent.data.tags["best.run_id"] == children[best["trial_id"]].info.run_id
+    for r in table:
+        child = children[r["trial_id"]]
+        assert child.info.status == "FINISHED", (r, child.info)
+        assert child.data.tags["stopped_early"] == str(r["epochs"] < 4).lower()
+        assert child.data.tags["vitforge.epochs"] == str(r["epochs"])
+        assert child.data.metrics["knn20"] == pytest.approx(r["metric"])  # MLflow's latest = the end value
     assert any(a.path == "plots/heatmap.png" for a in client.list_artifacts(parent.info.run_id, "plots"))
+    # The search's point: training the best spec again gives the value it was chosen for.
+    again = load_spec(res.best_spec_path, ["tracking.enabled=false", f"checkpoint.storage_path={tmp_path}/again"])
+    ctx, norm = local_context(again, 0, lambda metrics, directory: None, log=lambda m: None)
+    ctx.eval_fn = knn_hook(again, norm, load_train_data(again), load_train_data(again, again.data.eval_split))
+    run_stage(ctx, again, 0)
+    knn = [h["knn20"] for h in ctx.history if "knn20" in h]
+    assert knn and knn[-1] == pytest.approx(best["metric"], abs=0.01), (knn, best)
 
 
 def test_absurd_lr_trial_fails_alone(ray_cluster, tmp_path: Path) -> None:

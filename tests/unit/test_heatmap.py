@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vitforge.tune.report import heatmap_png
+from vitforge.tune.report import best_line, heatmap_png, rank_key, rungs
 
 
 def _row(fast: float, slow: float, metric: float | None, epochs: int = 2) -> dict:
@@ -43,3 +43,29 @@ def test_heatmap_draws_every_search(case: str, tmp_path: Path) -> None:
     has_best = any(r["metric"] is not None for r in CASES[case])
     has_failed = any(r["metric"] is None for r in CASES[case])
     assert (red > 50) == (has_best or has_failed)
+
+
+def test_the_png_names_the_tables_best(tmp_path: Path) -> None:
+    rows = sorted(_random(8), key=lambda r: rank_key(r["epochs"], r["metric"], "max"))
+    out = heatmap_png(rows, "knn20", tmp_path / "heat.png", "t")
+    assert Image.open(out).info["Description"] == best_line(rows[0], "knn20")
+    assert rows[0]["epochs"] == max(r["epochs"] for r in rows)  # the best ran the full budget
+
+
+def test_trials_rank_at_the_largest_budget_they_share() -> None:
+    """A trial stopped early never outranks one that ran further, whatever its value; at the same
+    budget the value decides; a trial without a value is last."""
+    rows = [_row(1, 1, 0.9, 1), _row(2, 2, 0.5, 4), _row(3, 3, 0.6, 4), _row(4, 4, None, 0), _row(5, 5, 0.7, 2)]
+    order = sorted(rows, key=lambda r: rank_key(r["epochs"], r["metric"], "max"))
+    assert [r["fast_lr"] for r in order] == [3, 2, 5, 1, 4]
+    order = sorted(rows, key=lambda r: rank_key(r["epochs"], r["metric"], "min"))  # a loss: lower first
+    assert [r["fast_lr"] for r in order] == [2, 3, 5, 1, 4]
+
+
+def test_rungs_are_ashas() -> None:
+    from vitforge.config import load_spec
+
+    root = Path(__file__).resolve().parents[2]
+    spec = load_spec(root / "jobs" / "tiny-ttur.yaml", ["stages.0.epochs=8"])  # grace 1, factor 2
+    assert rungs(spec, 8) == [1, 2, 4, 8]
+    assert rungs(load_spec(root / "jobs" / "tiny-ttur.yaml", ["tune.scheduler=none"]), 4) == [4]

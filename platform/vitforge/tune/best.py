@@ -21,7 +21,8 @@ def best_job_text(best_spec: JobSpec, search: str, metric: str, best: dict, out_
     extra = "".join(f", {k}={v}" for k, v in (best.get("extra") or {}).items())
     header = [
         f"The best trial of the search {search!r} (vitforge tune), {when}.",
-        f"{metric} {value} in trial {best['trial_id']} ({best.get('epochs', '?')} epochs, {best.get('status', '')}):",
+        f"{metric} {value} at the end of trial {best['trial_id']} ({best.get('epochs', '?')} epochs, "
+        f"{best.get('status', '')}): training this spec gives that value again",
         f"  fast_lr={best['fast_lr']:.4g}, slow_lr={best['slow_lr']:.4g}{extra}",
         f"Search folder: {out_dir} (trials.json, heatmap.png)",
         f"Train it: vitforge train {path}",

@@ -24,11 +24,21 @@ from vitforge.train import resume
 from vitforge.train.run import ensure_ray
 from vitforge.tune.best import write_best_job
 from vitforge.tune.metric import resolve_metric
-from vitforge.tune.report import ERROR, STOPPED_EARLY, TERMINATED, heatmap_png, results_table, trial_lines
+from vitforge.tune.report import (
+    ERROR,
+    STOPPED_EARLY,
+    TERMINATED,
+    best_line,
+    heatmap_png,
+    results_table,
+    rungs,
+    trial_lines,
+)
 
 TRIAL_DRIVER_CPU = 0.1  # a trial driver that only waits on its Train run; 0 is refused
-# The MLflow run status each trial status gets (MLflow has no "stopped early": KILLED plus a tag).
-MLFLOW_STATUS = {TERMINATED: "FINISHED", STOPPED_EARLY: "KILLED", ERROR: "FAILED"}
+# The MLflow run status each trial status gets. A trial stopped by the scheduler ran correctly for a
+# smaller budget: FINISHED, with the tag ``stopped_early`` and its epochs (MLflow has no such status).
+MLFLOW_STATUS = {TERMINATED: "FINISHED", STOPPED_EARLY: "FINISHED", ERROR: "FAILED"}
 
 
 @dataclass
@@ -51,7 +61,7 @@ def param_space(t: TuneSpec) -> dict[str, Any]:
     from ray import tune
 
     if t.search_alg == "grid":
-        space = {"fast_lr": tune.grid_search(t.grid["fast_lr"]), "slow_lr": tune.grid_search(t.grid["slow_lr"])}
+        space = {k: tune.grid_search(v) for k, v in t.grid.items()}  # fast_lr x (slow_lr or ratio)
     else:
         space = {"fast_lr": tune.loguniform(*t.fast_lr)}
         if t.ratio is not None:
@@ -121,8 +131,8 @@ def direct_trial(config: dict[str, Any]) -> None:
             run_stage(ctx, spec, i)
         except SystemExit:  # Tune's stop (ASHA): the reporting thread exits, it did not fail
             if tracker:
-                tracker.set_tags(run_id, {"vitforge.trial_status": STOPPED_EARLY})
-                tracker.end_run(run_id, "KILLED")
+                tracker.set_tags(run_id, {"vitforge.trial_status": STOPPED_EARLY, "stopped_early": "true"})
+                tracker.end_run(run_id, MLFLOW_STATUS[STOPPED_EARLY])
             raise
         except BaseException:
             if tracker:
@@ -251,9 +261,9 @@ def run_search(spec: JobSpec, log=_print_line, fresh: bool = False, address: str
     resume.record(out, spec, search=True)
     grid = tuner.fit()
     table = results_table(grid, metric, mode, spec, epochs)
-    if tracker:
-        _settle_trial_runs(tracker, parent, table)
+    run_ids = _settle_trial_runs(tracker, parent, table) if tracker else {}
     best = next((r for r in table if r["status"] != ERROR and r["metric"] is not None), None)
+    log(best_line(best, metric) + f" (ranked at the largest budget trials share; rungs {rungs(spec, epochs)})")
     best_path = heat = None
     if best is not None:
         best_spec = trial_spec(spec, {k: best[k] for k in ("fast_lr", "slow_lr")} | best["extra"])
@@ -265,11 +275,16 @@ def run_search(spec: JobSpec, log=_print_line, fresh: bool = False, address: str
     if tracker:
         tracker.log_artifact(parent, heat, "plots")
         tracker.log_artifact(parent, out / "trials.json")
+        summary = {"step": 0, "compute_worker_s": compute, "trials": len(table)}
         if best_path:
             tracker.log_artifact(parent, best_path)
-            tracker.set_tags(parent, {"best.fast_lr": best["fast_lr"], "best.slow_lr": best["slow_lr"],
-                                      "best.trial": best["trial_id"], f"best.{metric}": best["metric"]})  # fmt: skip
-        tracker.log_metrics(parent, [{"step": 0, "compute_worker_s": compute, "trials": len(table)}])
+            tags = {"best.fast_lr": best["fast_lr"], "best.slow_lr": best["slow_lr"], "best.trial": best["trial_id"],
+                    f"best.{metric}": best["metric"], "best.epochs": best["epochs"],
+                    "best.run_id": run_ids.get(best["trial_id"], "")}  # fmt: skip
+            tracker.set_tags(parent, tags)
+            tracker.log_params(parent, {"best.fast_lr": best["fast_lr"], "best.slow_lr": best["slow_lr"]})
+            summary |= {metric: best["metric"], "best_fast_lr": best["fast_lr"], "best_slow_lr": best["slow_lr"]}
+        tracker.log_metrics(parent, [summary])
         tracker.end_run(parent)
     return SearchResult(table, metric, best, best_path, heat, out, compute)
 
@@ -292,11 +307,12 @@ def search_algorithm(spec: JobSpec, limit: int):
     return BasicVariantGenerator(random_state=spec.seed, max_concurrent=limit)
 
 
-def _settle_trial_runs(tracker, parent: str | None, table: list[dict]) -> None:
-    """Each trial's MLflow run gets the status Tune gave it. The trial's own process may not get
-    to say: a trial stopped by ASHA is killed between reports and its run would stay RUNNING."""
+def _settle_trial_runs(tracker, parent: str | None, table: list[dict]) -> dict[str, str]:
+    """Each trial's MLflow run gets the status Tune gave it, its budget and its end value. The
+    trial's own process may not get to say: a trial stopped by ASHA is killed between reports and
+    its run would stay RUNNING. Returns {trial id: run id}."""
     if not parent:
-        return
+        return {}
     runs = tracker._safe(
         "search_runs",
         lambda: tracker.client.search_runs(
@@ -304,8 +320,13 @@ def _settle_trial_runs(tracker, parent: str | None, table: list[dict]) -> None:
         ),
     )
     by_name = {r.info.run_name: r.info.run_id for r in runs or []}
+    ids = {}
     for row in table:
         run_id = by_name.get(f"trial-{row['trial_id']}")
         if run_id:
-            tracker.set_tags(run_id, {"vitforge.trial_status": row["status"], "vitforge.epochs": row["epochs"]})
+            ids[row["trial_id"]] = run_id
+            tags = {"vitforge.trial_status": row["status"], "vitforge.epochs": row["epochs"],
+                    "stopped_early": str(row["status"] == STOPPED_EARLY).lower()}  # fmt: skip
+            tracker.set_tags(run_id, tags)
             tracker.end_run(run_id, MLFLOW_STATUS[row["status"]])
+    return ids
