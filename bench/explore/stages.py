@@ -83,11 +83,15 @@ def main(argv: list[str]) -> None:
                 ds, maker, stage.global_batch_size, step // spe, drop_last=True, window_rows=spec.data.window_rows
             ):
                 apply_lrs(optim, meta, base, lr_factor(step, total, warm, opt.min_lr_ratio))
+                task.set_epoch(step / spe)
                 loss = task(b)
                 optim.zero_grad()
                 loss.backward()
                 optim.step()
                 task.after_step()
+                with torch.no_grad():
+                    for param, high in task.upper_bounds():  # plain AdamW: the module holds the master
+                        param.clamp_(max=high)
                 losses.append(loss.item())
                 step += 1
                 if step >= total:

@@ -123,10 +123,21 @@ class CLOOBStage(_ImageTextStage):
     name: Literal["cloob"]
     inv_tau: float = Field(30.0, gt=0)
     hopfield_beta: float = Field(8.0, gt=0)
+    # Epochs of InfoNCE (at the same fixed tau^-1) before InfoLOOB on Hopfield retrievals; not in
+    # ml-jku/cloob. At initialisation the embeddings of a batch are close to each other (mean
+    # pairwise cosine 0.7-0.95), the retrievals of every sample are then almost the same vector,
+    # and the loss sits at its collapsed value 2 ln(B-1) tau (its gradient vanishes to second
+    # order in the spread); which seeds leave it is luck. InfoNCE's gradient there is first order.
+    infonce_epochs: float = Field(0.0, ge=0)
+    # tau^-1 learned from ``inv_tau`` (ml-jku/cloob --learnable-inv-tau; clamped at 100 as CLIP's).
+    learnable_inv_tau: bool = False
 
 
 class CLIPStage(_ImageTextStage):
     name: Literal["clip"]
+    # The learned logit scale's start (CLIP: 1/0.07 = 14.3; clamped at 100 after each step). The
+    # same field as CLOOB's fixed tau^-1, so ``--set stages.0.name=clip`` runs a CLOOB spec as CLIP.
+    inv_tau: float = Field(1 / 0.07, gt=0)
 
 
 StageSpec = Annotated[

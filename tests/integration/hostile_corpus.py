@@ -99,6 +99,15 @@ def _chunked_35mb() -> Iterator[bytes]:
     yield b'"]}'
 
 
+def _chunked_multipart_35mb() -> Iterator[bytes]:
+    """A 35 MiB multipart upload with no content-length: counted as the JSON body is (413)."""
+    head, tail = _multipart(1, b"").split(b"\r\n--" + BOUNDARY.encode() + b"--")
+    yield head  # the part's headers, up to the blank line
+    for _ in range(35):
+        yield b"\x89" * 2**20
+    yield b"\r\n--" + BOUNDARY.encode() + b"--" + tail
+
+
 def _gif() -> str:
     return b64(image_bytes(Image.new("RGB", (8, 8)), "GIF"))
 
@@ -159,6 +168,8 @@ CORPUS: list[Hostile] = [
     Hostile("one image of 4097x4096", IMAGE, lambda: j({"images": [b64(image_bytes(Image.new("P", (4097, 4096))))]}),
             (413,), "exceeds the limit of 16777216"),
     Hostile("35 MiB chunked body, no content-length", IMAGE, _chunked_35mb, (413,), "exceeds the limit"),
+    Hostile("35 MiB chunked multipart upload, no content-length", UPLOAD, _chunked_multipart_35mb, (413,),
+            "exceeds the limit", headers={"content-type": f"multipart/form-data; boundary={BOUNDARY}"}),
     Hostile("content-length 100000000, no body", IMAGE, raw=_request_head(IMAGE, "content-length: 100000000\r\n"),
             expect=(413,), says="exceeds the limit"),
     Hostile("stalled body", TEXT, raw=_request_head(TEXT, "content-length: 100\r\n") + b'{"texts": [',

@@ -106,3 +106,29 @@ def test_compiled_blocks_train_and_export_loads(tmp_path: Path, zero: int) -> No
         again = embed(model, probe_images(spec), card["model"]["pool"])
     live = torch.load(tmp_path / "probe.pt", weights_only=True)
     assert torch.allclose(again, live, atol=1e-5), (again - live).abs().max()
+
+
+@pytest.mark.parametrize(("zero", "precision"), [(0, "fp32"), (2, "bf16")])
+def test_clip_logit_scale_is_clamped_after_the_step_in_the_master_copy(
+    tmp_path: Path, zero: int, precision: str
+) -> None:
+    """CLIP starts at a logit scale of 150: after each step its log is at most ln 100 in the
+    optimizer's fp32 master copy (what checkpoints and exports hold), not only in the module,
+    with ZeRO-2 in bf16 (the copy apart) as in fp32 (the module's parameter is the copy)."""
+    import math
+
+    from vitforge.train.engine import consolidated_state_dict
+
+    spec = tiny(
+        tmp_path, f"deepspeed.zero_stage={zero}", f"deepspeed.precision={precision}", "checkpoint.every_steps=1"
+    )
+    data = spec.model_dump(mode="json")
+    data["model"] |= {"embed_dim": 32, "context_length": 32}
+    data["data"] = {"source": "shapes", "builtin_options": {"n": 200}}
+    data["stages"] = [{"name": "clip", "inv_tau": 150.0, "global_batch_size": 32, "max_steps": 2,
+                       "optimizer": {"lr_scaling": "none"}}]  # fmt: skip
+    spec = load_spec(data=data)
+    run_local(spec, 0, str(tmp_path / "ck"))
+    for step in (1, 2):
+        scale = consolidated_state_dict(tmp_path / "ck" / f"step-{step}", zero)["model.logit_scale"]
+        assert scale.item() == pytest.approx(math.log(100), abs=1e-6), (step, scale)

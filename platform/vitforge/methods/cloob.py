@@ -20,7 +20,7 @@ def hopfield_retrieval(state: torch.Tensor, memory: torch.Tensor, beta: float) -
     return F.normalize(retrieved, dim=-1)
 
 
-def infoloob_loss(x: torch.Tensor, y: torch.Tensor, inv_tau: float) -> torch.Tensor:
+def infoloob_loss(x: torch.Tensor, y: torch.Tensor, inv_tau: float | torch.Tensor) -> torch.Tensor:
     """InfoLOOB with anchors x (B, D) and candidates y (B, D); the pair (i, i) is the positive.
 
     Leave-one-out: the positive is excluded from the denominator. Scaled by tau as the
@@ -37,7 +37,7 @@ def infoloob_loss(x: torch.Tensor, y: torch.Tensor, inv_tau: float) -> torch.Ten
 def cloob_loss(
     image_emb: torch.Tensor,
     text_emb: torch.Tensor,
-    inv_tau: float = 30.0,
+    inv_tau: float | torch.Tensor = 30.0,
     beta: float = 8.0,
     rank: int = 0,
     world_size: int = 1,

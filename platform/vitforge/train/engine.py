@@ -118,6 +118,21 @@ def init_engine(task: nn.Module, groups: list[dict], spec: JobSpec, stage: AnySt
     return engine
 
 
+def clamp_after_step(bounds: list[tuple[nn.Parameter, float]]) -> None:
+    """Clamp each parameter at its upper bound after an optimizer step (CLIP's log logit scale at
+    ln 100, as open_clip does), the optimizer's fp32 master copy included: under ZeRO 1-3 or bf16
+    that copy lives apart from the module's parameter, and clamping the module alone would be
+    undone by the next step. Every rank calls it (ZeRO-3 gathers the full parameter)."""
+    from deepspeed.utils import safe_get_full_fp32_param, safe_set_full_fp32_param
+
+    for param, high in bounds:
+        master = safe_get_full_fp32_param(param)  # None where the module's parameter is the master
+        if master is not None and bool((master > high).any()):
+            safe_set_full_fp32_param(param, master.clamp(max=high))
+        with torch.no_grad():
+            param.clamp_(max=high)
+
+
 def save_checkpoint(engine, directory: str | Path, client_state: dict) -> None:
     """Every rank writes its shard (collective); ``client_state`` lands with rank 0's model states."""
     engine.save_checkpoint(str(directory), tag=CKPT_TAG, client_state=client_state)

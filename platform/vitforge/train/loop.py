@@ -185,6 +185,7 @@ def train_step(run: StageRun, batch: dict[str, torch.Tensor]) -> tuple[torch.Ten
     accumulation boundary). Returns (loss, fp32 ZeRO-0 grad norm, learning rates, boundary)."""
     engine, spec, ctx = run.engine, run.spec, run.ctx
     batch = to_device(batch, run.device, eng.compute_dtype(spec), ctx.normalization)
+    run.task.set_epoch(run.step / run.steps_per_epoch)  # objective schedules (exact on resume)
     loss = engine(batch, ctx.rank, ctx.world_size)
     if not torch.isfinite(loss):
         raise NonFiniteLoss(
@@ -215,11 +216,12 @@ def to_device(batch: dict, device: torch.device, dtype: torch.dtype, normalizati
 
 
 def on_step_end(run: StageRun, loss: torch.Tensor, grad_norm: float | None, lrs: dict) -> None:
-    """After an optimizer step: the task's hook (EMA), then three cadences: metrics every
+    """After an optimizer step: the task's hook (EMA) and clamps, then three cadences: metrics every
     ``log_every_steps`` and at epoch ends (with the evaluation hook), a report to the runner every
     ``report_every_steps``, a checkpoint every ``checkpoint.every_steps`` (else each epoch)."""
     spec, ctx = run.spec, run.ctx
     run.task.after_step()
+    eng.clamp_after_step(run.task.upper_bounds())
     run.step += 1
     run.epoch_loss += loss.detach().float().cpu()
     run.epoch_steps += 1

@@ -5,6 +5,7 @@ The stage's kind is resolved once here (``build_task``); the loop talks to the `
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import ClassVar, Protocol
 
@@ -44,6 +45,13 @@ class Task(Protocol):
     def after_step(self) -> None:
         """Called after every optimizer step (EMA targets)."""
 
+    def set_epoch(self, epoch: float) -> None:
+        """The stage's position in epochs (fractional), set by the loop before every step: for
+        objectives that change over training (CLOOB's InfoNCE warm start)."""
+
+    def upper_bounds(self) -> list[tuple[nn.Parameter, float]]:
+        """Parameters clamped from above after every step (``engine.clamp_after_step``)."""
+
 
 class MAETask(nn.Module):
     views = 1
@@ -66,6 +74,12 @@ class MAETask(nn.Module):
         return {"encoder": self.mae.encoder, "mae": self.mae}
 
     def after_step(self) -> None:
+        pass
+
+    def upper_bounds(self) -> list[tuple[nn.Parameter, float]]:
+        return []
+
+    def set_epoch(self, epoch: float) -> None:
         pass
 
 
@@ -129,6 +143,12 @@ class NNCLRTask(nn.Module):
     def after_step(self) -> None:
         self.head.update_target()  # stage 3's EMA target (a no-op in stage 2)
 
+    def upper_bounds(self) -> list[tuple[nn.Parameter, float]]:
+        return []
+
+    def set_epoch(self, epoch: float) -> None:
+        pass
+
 
 class ImageTextTask(nn.Module):
     views = 1
@@ -137,15 +157,30 @@ class ImageTextTask(nn.Module):
         super().__init__()
         self.model = model
         self.objective = stage.name
-        self.inv_tau, self.beta = getattr(stage, "inv_tau", None), getattr(stage, "hopfield_beta", None)
+        self.inv_tau = stage.inv_tau
+        self.beta = getattr(stage, "hopfield_beta", None)
+        self.infonce_epochs = getattr(stage, "infonce_epochs", 0.0)
+        self.learned_scale = stage.name == "clip" or getattr(stage, "learnable_inv_tau", False)
+        self.epoch = 0.0
+
+    def set_epoch(self, epoch: float) -> None:
+        self.epoch = epoch
 
     def forward(self, batch: dict[str, torch.Tensor], rank: int = 0, world_size: int = 1) -> torch.Tensor:
         img, txt = self.model(batch["image"], batch["tokens"])
         img, txt = img.float(), txt.float()  # similarities, Hopfield softmax and loss in fp32
+        # tau^-1: CLIP's learned scale (its log clamped at ln 100 after each step, upper_bounds, as
+        # open_clip does: a clamp here would stop its gradient for good once it passed 100);
+        # CLOOB's fixed one, or learned the same way (learnable_inv_tau).
+        inv_tau = self.model.logit_scale.exp() if self.learned_scale else self.inv_tau
         if self.objective == "cloob":
-            return cloob_loss(img, txt, self.inv_tau, self.beta, rank, world_size)
-        # CLIP clamps its learned scale at 100 (as the reference does).
-        return clip_loss(img, txt, self.model.logit_scale.exp().clamp(max=100), rank, world_size)
+            if self.epoch < self.infonce_epochs:
+                # The warm start: InfoNCE on the embeddings themselves at the same fixed tau^-1
+                # (divided by it, as InfoLOOB is), until they are spread enough for the Hopfield
+                # retrievals to tell them apart (CLOOBStage.infonce_epochs says why).
+                return clip_loss(img, txt, inv_tau, rank, world_size) / inv_tau
+            return cloob_loss(img, txt, inv_tau, self.beta, rank, world_size)
+        return clip_loss(img, txt, inv_tau, rank, world_size)
 
     def param_groups(self, lr_fast: float, lr_slow: float, wd: float) -> list[dict]:
         return cloob_param_groups(self.model, lr_fast, lr_slow, wd)
@@ -155,6 +190,9 @@ class ImageTextTask(nn.Module):
 
     def after_step(self) -> None:
         pass
+
+    def upper_bounds(self) -> list[tuple[nn.Parameter, float]]:
+        return [(self.model.logit_scale, math.log(100))] if self.learned_scale else []
 
 
 def build_task(spec: JobSpec, stage_index: int, init_from: str | None) -> Task:
@@ -166,6 +204,8 @@ def build_task(spec: JobSpec, stage_index: int, init_from: str | None) -> Task:
         model = build_image_text(spec.model)
         if init_from:
             load_part(model.image_encoder, init_from, "encoder")
+        with torch.no_grad():  # CLIP's learned scale starts there, and CLOOB's when learnable
+            model.logit_scale.fill_(math.log(stage.inv_tau))
         return ImageTextTask(model, stage)
     encoder = build_encoder(spec.model)
     if init_from:

@@ -1,0 +1,157 @@
+"""Does TTUR pay? The best (fast, slow) pair against the best single learning rate (fast == slow), at
+equal compute, for MAE-CT's contrastive tuning and for CLOOB.
+
+Protocol, the same for both arms and both methods: each arm is a grid search of the same number of
+trials of the same epochs (``vitforge tune``'s ``run_search``, grid, no early stopping), ranked by
+held-out k-NN on seed 0; its winner is then trained again on seeds 1, 2 and 3 (never the selection
+seed) and evaluated on the held-out split: k-NN (k=20) for both, zero-shot top-1 for CLOOB.
+
+- TTUR arm: fast x slow over a 3 x 3 grid (its diagonal is three single rates);
+- single-rate arm: fast == slow at 9 log-spaced rates over the same range.
+
+MAE-CT: stage 3 (contrastive tuning; fast = the NNCLR head, slow = the encoder with layer decay) of
+``jobs/tiny-mae-ct.yaml`` on ``digits-cluttered``, from its stage-2 export trained here once.
+CLOOB: ``jobs/quickstart-cloob.yaml`` (fast = text tower, projections; slow = the image tower) on
+the digit caption set of ``bench.explore.caption_set``, 28 px, 10 epochs.
+
+    python -m bench.ttur [--smoke]
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import bench_main, local_ray
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = (1, 2, 3)
+
+
+def _grid(lo: float, hi: float, smoke: bool) -> dict[str, list[dict]]:
+    """The two arms' (fast, slow) pairs: 9 each (2 each in a smoke run)."""
+    n = 2 if smoke else 3
+    three = [float(v) for v in np.geomspace(lo, hi, n)]
+    nine = [float(v) for v in np.geomspace(lo, hi, n * n if not smoke else 2)]
+    return {
+        "TTUR (fast, slow)": [{"fast_lr": f, "slow_lr": s} for f in three for s in three],
+        "single rate": [{"fast_lr": v, "slow_lr": v} for v in nine],
+    }
+
+
+def _search(spec, pairs: list[dict], tag: str, out: str):
+    """One arm's search over exactly these pairs: a fast x slow grid, or fast x ratio 1."""
+    from vitforge.config import load_spec
+    from vitforge.tune import run_search
+
+    fasts = sorted({p["fast_lr"] for p in pairs})
+    single = all(p["fast_lr"] == p["slow_lr"] for p in pairs)
+    grid = (
+        f"{{fast_lr: {fasts}, ratio: [1.0]}}"
+        if single
+        else f"{{fast_lr: {fasts}, slow_lr: {sorted({p['slow_lr'] for p in pairs})}}}"
+    )
+    overrides = [f"checkpoint.storage_path={out}", "tracking.enabled=false", "tune.search_alg=grid",
+                 f"tune.grid={grid}", "tune.scheduler=none", "tune.mode=direct", "tune.metric=knn20",
+                 f"name={spec.name}-{tag}"]  # fmt: skip
+    return run_search(load_spec(data=spec.model_dump(mode="json"), overrides=overrides), log=lambda m: None)
+
+
+def _retrain(spec, pair: dict, seed: int, init_from: str | None, zero_shot) -> dict[str, float]:
+    """The winner again on another seed, in process; held-out k-NN (and zero-shot) at its end."""
+    from vitforge.config import load_spec
+    from vitforge.eval.hook import knn_hook
+    from vitforge.train.inputs import load_train_data
+    from vitforge.train.loop import run_stage
+    from vitforge.train.runners import local_context
+    from vitforge.tune.search import trial_spec
+
+    s = trial_spec(spec, pair)
+    s = load_spec(data=s.model_dump(mode="json"), overrides=[f"seed={seed}", "tracking.enabled=false"])
+    ctx, norm = local_context(s, 0, lambda m, d: None, init_from=init_from, log=lambda m: None)
+    knn = knn_hook(s, norm, load_train_data(s), load_train_data(s, s.data.eval_split))
+    ctx.eval_fn = lambda task: knn(task) | (zero_shot(task, s, norm) if zero_shot else {})
+    run_stage(ctx, s, 0)
+    return {k: v for k, v in ctx.history[-1].items() if k in ("knn20", "zeroshot_top1")}
+
+
+def _caption_zero_shot(task, spec, norm) -> dict[str, float]:
+    from bench.explore.caption_set import NAMES, TEMPLATES
+    from vitforge.data.tokenizers import make_tokenizer
+    from vitforge.eval.features import extract_features
+    from vitforge.eval.zeroshot import class_embeddings, zero_shot
+    from vitforge.train.inputs import load_train_data
+
+    model = task.exports()["model"]
+    was = model.training
+    model.eval()
+    card = {"model": spec.model.model_dump(), "normalization": norm}
+    x, y = extract_features(model, card, load_train_data(spec, spec.data.eval_split))
+    tok = make_tokenizer(spec.model.tokenizer, spec.model.context_length)
+    top1 = zero_shot(x, y, class_embeddings(model, tok, NAMES, TEMPLATES))["top1"]
+    model.train(was)
+    return {"zeroshot_top1": float(top1)}
+
+
+def _method(name: str, spec, lo: float, hi: float, init_from: str | None, zs, smoke: bool, out: str) -> list[dict]:
+    rows = []
+    for arm, pairs in _grid(lo, hi, smoke).items():
+        res = _search(spec, pairs, "ttur" if arm.startswith("TTUR") else "single", out)
+        pair = {"fast_lr": res.best["fast_lr"], "slow_lr": res.best["slow_lr"]}
+        scores = [_retrain(spec, pair, s, init_from, zs) for s in (SEEDS[:1] if smoke else SEEDS)]
+        row = {"method": name, "arm": arm, "trials": len(res.table), "fast_lr": pair["fast_lr"],
+               "slow_lr": pair["slow_lr"], "search_knn20": res.best["metric"]}  # fmt: skip
+        for key in ("knn20", "zeroshot_top1"):
+            vals = [sc[key] for sc in scores if key in sc]
+            if vals:
+                row[key] = statistics.mean(vals)
+                row[f"{key}_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
+                row[f"{key}_seeds"] = " ".join(f"{v:.3f}" for v in vals)
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
+def run(smoke: bool = False) -> list[dict]:
+    from bench.explore.caption_set import make
+    from vitforge.config import load_spec
+    from vitforge.train.run import run_job
+
+    out = tempfile.mkdtemp(prefix="bench-ttur-")
+    rows = []
+    with local_ray(num_cpus=2, env={"DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}):
+        # MAE-CT: stages 1-2 once, then stage 3's search from their export.
+        budget = ["stages.0.epochs=1"] if smoke else ["stages.0.epochs=10", "stages.1.epochs=2"]
+        full = load_spec(
+            ROOT / "jobs" / "tiny-mae-ct.yaml", [f"checkpoint.storage_path={out}", "tracking.enabled=false", *budget]
+        )
+        first = load_spec(data=full.model_dump(mode="json") | {"stages": full.model_dump(mode="json")["stages"][:2]})
+        init = run_job(first, log=lambda m: None)[-1].export_dir
+        ct = full.model_dump(mode="json")
+        ct |= {"name": "ttur-ct", "stages": ct["stages"][2:], "init_from": init}
+        ct["stages"][0]["epochs"] = 1 if smoke else 4
+        rows += _method("MAE-CT contrastive tuning", load_spec(data=ct), 3e-4, 3e-3, init, None, smoke, out)
+        # CLOOB on the digit caption set.
+        data = Path(out) / "captions"
+        make(data, 1 if smoke else 3, "jittered", 0)
+        cloob = load_spec(ROOT / "jobs" / "quickstart-cloob.yaml", [f"data.source={data}", "model.img_size=28",
+                          f"stages.0.epochs={1 if smoke else 10}", "name=ttur-cloob"])  # fmt: skip
+        rows += _method("CLOOB", cloob, 1e-3, 1e-2, None, _caption_zero_shot, smoke, out)
+    return rows
+
+
+COLS = ["method", "arm", "trials", "fast_lr", "slow_lr", "search_knn20", "knn20", "knn20_std", "knn20_seeds",
+        "zeroshot_top1", "zeroshot_top1_std", "zeroshot_top1_seeds"]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    return bench_main(
+        "ttur", "TTUR pair vs single rate at equal compute (held-out, mean over seeds 1-3)", run, COLS, argv, __doc__
+    )
+
+
+if __name__ == "__main__":
+    main()
