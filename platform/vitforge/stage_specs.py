@@ -134,10 +134,16 @@ class CLOOBStage(_ImageTextStage):
 
 
 class CLIPStage(_ImageTextStage):
+    """CLIP. It accepts CLOOB's fields so that ``--set stages.0.name=clip`` runs a CLOOB spec as
+    CLIP on the same budget: ``inv_tau`` is where its learned logit scale starts (CLIP: 1/0.07 =
+    14.3; clamped at 100 after each step); ``hopfield_beta``, ``infonce_epochs`` (its loss is
+    InfoNCE throughout) and ``learnable_inv_tau`` (its scale is always learned) do not apply."""
+
     name: Literal["clip"]
-    # The learned logit scale's start (CLIP: 1/0.07 = 14.3; clamped at 100 after each step). The
-    # same field as CLOOB's fixed tau^-1, so ``--set stages.0.name=clip`` runs a CLOOB spec as CLIP.
     inv_tau: float = Field(1 / 0.07, gt=0)
+    hopfield_beta: float | None = Field(None, gt=0)
+    infonce_epochs: float | None = Field(None, ge=0)
+    learnable_inv_tau: bool | None = None
 
 
 StageSpec = Annotated[

@@ -129,6 +129,6 @@ def test_clip_logit_scale_is_clamped_after_the_step_in_the_master_copy(
                        "optimizer": {"lr_scaling": "none"}}]  # fmt: skip
     spec = load_spec(data=data)
     run_local(spec, 0, str(tmp_path / "ck"))
-    for step in (1, 2):
-        scale = consolidated_state_dict(tmp_path / "ck" / f"step-{step}", zero)["model.logit_scale"]
-        assert scale.item() == pytest.approx(math.log(100), abs=1e-6), (step, scale)
+    scales = [consolidated_state_dict(tmp_path / "ck" / f"step-{k}", zero)["model.logit_scale"].item() for k in (1, 2)]
+    assert scales[0] == pytest.approx(math.log(100), abs=1e-6), scales  # ln 150 - one step, clamped
+    assert scales[1] <= math.log(100) + 1e-6, scales  # free to move below the bound

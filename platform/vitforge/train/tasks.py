@@ -25,7 +25,7 @@ from vitforge.methods import (
 from vitforge.methods.cloob import clip_loss, cloob_loss
 from vitforge.methods.mae import mae_loss
 from vitforge.methods.nnclr import symmetric_nnclr_loss
-from vitforge.stage_specs import AnyStage, ContrastiveTuningStage, MAEStage
+from vitforge.stage_specs import AnyStage, CLIPStage, CLOOBStage, ContrastiveTuningStage, MAEStage
 
 
 class Task(Protocol):
@@ -153,14 +153,14 @@ class NNCLRTask(nn.Module):
 class ImageTextTask(nn.Module):
     views = 1
 
-    def __init__(self, model: m.ImageTextModel, stage: AnyStage) -> None:
+    def __init__(self, model: m.ImageTextModel, stage: CLOOBStage | CLIPStage) -> None:
         super().__init__()
         self.model = model
         self.objective = stage.name
         self.inv_tau = stage.inv_tau
-        self.beta = getattr(stage, "hopfield_beta", None)
-        self.infonce_epochs = getattr(stage, "infonce_epochs", 0.0)
-        self.learned_scale = stage.name == "clip" or getattr(stage, "learnable_inv_tau", False)
+        self.beta = stage.hopfield_beta
+        self.infonce_epochs = stage.infonce_epochs or 0.0
+        self.learned_scale = stage.name == "clip" or bool(stage.learnable_inv_tau)
         self.epoch = 0.0
 
     def set_epoch(self, epoch: float) -> None:
