@@ -32,13 +32,13 @@ SEEDS = (1, 2, 3)
 
 
 def _grid(lo: float, hi: float, smoke: bool) -> dict[str, list[dict]]:
-    """The two arms' (fast, slow) pairs: 9 each (2 each in a smoke run)."""
+    """The two arms' (fast, slow) pairs, as many in each: an n x n grid and n^2 single rates over
+    the same range (n = 3; 2 in a smoke run)."""
     n = 2 if smoke else 3
-    three = [float(v) for v in np.geomspace(lo, hi, n)]
-    nine = [float(v) for v in np.geomspace(lo, hi, n * n if not smoke else 2)]
+    side = [float(v) for v in np.geomspace(lo, hi, n)]
     return {
-        "TTUR (fast, slow)": [{"fast_lr": f, "slow_lr": s} for f in three for s in three],
-        "single rate": [{"fast_lr": v, "slow_lr": v} for v in nine],
+        "TTUR (fast, slow)": [{"fast_lr": f, "slow_lr": s} for f in side for s in side],
+        "single rate": [{"fast_lr": float(v), "slow_lr": float(v)} for v in np.geomspace(lo, hi, n * n)],
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import typer
 
@@ -149,10 +150,11 @@ def tune_cmd(
     except SpecChanged as e:
         raise fail(str(e)) from None
     from vitforge.tune.report import rungs
+    from vitforge.tune.search import stage_index
 
     # Ranked at the largest budget the trials share (ASHA's rungs shown apart); a value is the
     # metric at that epoch, the last column the trial's end.
-    steps = rungs(job, max([r["epochs"] for r in res.table] + [1]))
+    steps = rungs(job, max(1, math.ceil(job.stages[stage_index(job)].epochs)))
     table = Table(title=f"TTUR search {job.name}: {res.metric} (best first, at equal budget)")
     for col in ("trial", "fast lr", "slow lr", *(f"@{e} ep" for e in steps), "epochs", "status"):
         table.add_column(col)

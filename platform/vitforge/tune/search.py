@@ -282,7 +282,6 @@ def run_search(spec: JobSpec, log=_print_line, fresh: bool = False, address: str
                     f"best.{metric}": best["metric"], "best.epochs": best["epochs"],
                     "best.run_id": run_ids.get(best["trial_id"], "")}  # fmt: skip
             tracker.set_tags(parent, tags)
-            tracker.log_params(parent, {"best.fast_lr": best["fast_lr"], "best.slow_lr": best["slow_lr"]})
             summary |= {metric: best["metric"], "best_fast_lr": best["fast_lr"], "best_slow_lr": best["slow_lr"]}
         tracker.log_metrics(parent, [summary])
         tracker.end_run(parent)
@@ -308,7 +307,7 @@ def search_algorithm(spec: JobSpec, limit: int):
 
 
 def _settle_trial_runs(tracker, parent: str | None, table: list[dict]) -> dict[str, str]:
-    """Each trial's MLflow run gets the status Tune gave it, its budget and its end value. The
+    """Each trial's MLflow run gets the status Tune gave it and its budget. The
     trial's own process may not get to say: a trial stopped by ASHA is killed between reports and
     its run would stay RUNNING. Returns {trial id: run id}."""
     if not parent:
