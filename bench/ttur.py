@@ -122,7 +122,7 @@ def run(smoke: bool = False) -> list[dict]:
 
     out = tempfile.mkdtemp(prefix="bench-ttur-")
     rows = []
-    with local_ray(num_cpus=2, env={"DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}):
+    with local_ray(env={"DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}):
         # MAE-CT: stages 1-2 once, then stage 3's search from their export.
         budget = ["stages.0.epochs=1"] if smoke else ["stages.0.epochs=10", "stages.1.epochs=2"]
         full = load_spec(

@@ -1,0 +1,125 @@
+"""CLOOB against CLIP over seeds, through the path users take: the shipped ``jobs/quickstart-cloob.yaml``
+on a local Ray cluster (2 workers, DeepSpeed), and the same spec with ``stages.0.name=clip`` for
+CLIP (same towers, data, budget and optimizer). Two data sets:
+
+- ``shapes``: the quickstart's CLOOB half as ``vitforge quickstart`` runs it; held-out zero-shot
+  top-1 on the shape kind and on the colour (8 classes each, chance 0.125);
+- the digit caption set of ``bench.explore.caption_set`` (4,191 / 400 pairs, 10 classes, 5 caption
+  templates, 28 px): held-out zero-shot top-1 over its templates (chance 0.10) and image k-NN.
+
+Prints the mean, spread and per-seed values, and draws every run's epoch loss into
+``bench/results/cloob_seeds.png`` (CLOOB's collapsed value 2 ln(B-1) / tau^-1 dashed).
+
+    python -m bench.cloob_seeds [--smoke]
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import tempfile
+from pathlib import Path
+
+from bench.common import RESULTS, bench_main, local_ray
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = (0, 1, 2)
+OBJECTIVES = ("cloob", "clip")
+
+
+def _train(source: str, objective: str, seed: int, out: str, smoke: bool):
+    from vitforge.config import load_spec
+    from vitforge.train.run import run_job
+
+    data = [] if source == "shapes" else [f"data.source={source}", "model.img_size=28"]
+    budget = ["stages.0.epochs=2", "stages.0.infonce_epochs=1"] if smoke else []
+    ident = [f"seed={seed}", f"stages.0.name={objective}", f"name=cloob-seeds-{Path(source).name}-{objective}-{seed}"]
+    where = [f"checkpoint.storage_path={out}", "tracking.enabled=false"]
+    spec = load_spec(ROOT / "jobs" / "quickstart-cloob.yaml", [*data, *budget, *ident, *where])
+    return spec, run_job(spec, log=lambda m: None)[-1]
+
+
+def _scores(source: str, spec, export: str) -> dict[str, float]:
+    from vitforge.eval.evaluate import evaluate
+    from vitforge.eval.zeroshot import shapes_zero_shot
+    from vitforge.train.inputs import builtin_options
+
+    if source == "shapes":
+        return shapes_zero_shot(export, builtin_options(spec))
+    from bench.explore.caption_set import NAMES, TEMPLATES
+
+    m = evaluate(export, source, ks=(20,), probe=False, cluster=False, class_names=NAMES, templates=TEMPLATES)
+    return {"zeroshot_top1": m["zeroshot_top1"], "knn20": m["knn20"]}
+
+
+def _plot(curves: dict[tuple[str, str], list[list[float]]], collapsed: dict[str, float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sources = list(dict.fromkeys(s for s, _ in curves))
+    fig, axes = plt.subplots(len(sources), 2, figsize=(10, 3.6 * len(sources)), squeeze=False)
+    for r, source in enumerate(sources):
+        for c, objective in enumerate(OBJECTIVES):
+            ax = axes[r][c]
+            for seed, losses in enumerate(curves.get((source, objective), [])):
+                ax.plot(range(1, len(losses) + 1), losses, marker=".", label=f"seed {seed}")
+            if objective == "cloob":
+                ax.axhline(collapsed[source], ls="--", c="grey", label="collapsed 2 ln(B-1)/τ⁻¹")
+            ax.set_title(f"{objective.upper()} on {Path(source).name}")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("epoch loss (mean over workers)")
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(smoke: bool = False) -> list[dict]:
+    from bench.explore.caption_set import make
+
+    out = tempfile.mkdtemp(prefix="bench-cloob-seeds-")
+    captions = Path(out) / "captions"
+    make(captions, 1 if smoke else 3, "jittered", 0)
+    rows, curves, collapsed = [], {}, {}
+    seeds = SEEDS[:1] if smoke else SEEDS
+    with local_ray(env={"DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}):
+        for source in ("shapes", str(captions)):
+            for objective in OBJECTIVES:
+                per_seed = []
+                for seed in seeds:
+                    spec, res = _train(source, objective, seed, out, smoke)
+                    stage = spec.stages[0]
+                    collapsed[source] = 2 * math.log(stage.global_batch_size - 1) / stage.inv_tau
+                    losses = [h["epoch_loss"] for h in res.history if "epoch_loss" in h]
+                    curves.setdefault((source, objective), []).append(losses)
+                    per_seed.append(_scores(source, spec, res.export_dir) | {"final_loss": losses[-1]})
+                    print(source, objective, seed, per_seed[-1], f"{res.wall_s:.0f}s", flush=True)
+                row: dict = {"data": Path(source).name, "objective": objective, "seeds": len(per_seed)}
+                for key in per_seed[0]:
+                    vals = [s[key] for s in per_seed]
+                    row[key] = statistics.mean(vals)
+                    row[f"{key}_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
+                    row[f"{key}_seeds"] = " ".join(f"{v:.3f}" for v in vals)
+                rows.append(row)
+    png = (Path(out) if smoke else RESULTS) / "cloob_seeds.png"  # a smoke run writes nothing to results
+    png.parent.mkdir(exist_ok=True)
+    _plot(curves, collapsed, png)
+    print(f"loss curves: {png}")
+    return rows
+
+
+METRICS = ("zeroshot_top1", "knn20", "shape_top1", "colour_top1")
+COLS = ["data", "objective", "seeds"]
+COLS += [f"{m}{suffix}" for m in METRICS for suffix in ("", "_std", "_seeds")] + ["final_loss_seeds"]
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    return bench_main(
+        "cloob_seeds", "CLOOB vs CLIP, the shipped quickstart-cloob spec, held-out zero-shot", run, COLS, argv, __doc__
+    )
+
+
+if __name__ == "__main__":
+    main()
