@@ -10,21 +10,24 @@ CLIP (same towers, data, budget and optimizer). Two data sets:
 Prints the mean, spread and per-seed values, and draws every run's epoch loss into
 ``bench/results/cloob_seeds.png`` (CLOOB's collapsed value 2 ln(B-1) / tau^-1 dashed).
 
-    python -m bench.cloob_seeds [--smoke]
+    python -m bench.cloob_seeds [--smoke] [--only shapes|captions]   # about 26 min for both
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
 import statistics
 import tempfile
 from pathlib import Path
 
-from bench.common import RESULTS, bench_main, local_ray
+from bench.common import RESULTS, local_ray, machine_name, print_table, save
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (0, 1, 2)
 OBJECTIVES = ("cloob", "clip")
+NAME = "cloob_seeds"
 
 
 def _train(source: str, objective: str, seed: int, out: str, smoke: bool):
@@ -52,73 +55,89 @@ def _scores(source: str, spec, export: str) -> dict[str, float]:
     return {"zeroshot_top1": m["zeroshot_top1"], "knn20": m["knn20"]}
 
 
-def _plot(curves: dict[tuple[str, str], list[list[float]]], collapsed: dict[str, float], path: Path) -> None:
+def _plot(rows: list[dict], path: Path) -> None:
+    """Every run's epoch loss: one row of panels per data set, CLOOB left and CLIP right."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sources = list(dict.fromkeys(s for s, _ in curves))
+    sources = list(dict.fromkeys(r["data"] for r in rows))
     fig, axes = plt.subplots(len(sources), 2, figsize=(10, 3.6 * len(sources)), squeeze=False)
-    for r, source in enumerate(sources):
-        for c, objective in enumerate(OBJECTIVES):
-            ax = axes[r][c]
-            for seed, losses in enumerate(curves.get((source, objective), [])):
-                ax.plot(range(1, len(losses) + 1), losses, marker=".", label=f"seed {seed}")
-            if objective == "cloob":
-                ax.axhline(collapsed[source], ls="--", c="grey", label="collapsed 2 ln(B-1)/τ⁻¹")
-            ax.set_title(f"{objective.upper()} on {Path(source).name}")
-            ax.set_xlabel("epoch")
-            ax.set_ylabel("epoch loss (mean over workers)")
-            ax.legend(fontsize=8)
+    for row in rows:
+        ax = axes[sources.index(row["data"])][OBJECTIVES.index(row["objective"])]
+        for seed, losses in zip(SEEDS, row["curves"], strict=False):
+            ax.plot(range(1, len(losses) + 1), losses, marker=".", label=f"seed {seed}")
+        if row["objective"] == "cloob":
+            ax.axhline(row["collapsed_loss"], ls="--", c="grey", label="collapsed 2 ln(B-1)/τ⁻¹")
+        ax.set_title(f"{row['objective'].upper()} on {row['data']}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("epoch loss (mean over workers)")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def run(smoke: bool = False) -> list[dict]:
+def run(smoke: bool, only: list[str]) -> list[dict]:
     from bench.explore.caption_set import make
 
     out = tempfile.mkdtemp(prefix="bench-cloob-seeds-")
-    captions = Path(out) / "captions"
-    make(captions, 1 if smoke else 3, "jittered", 0)
-    rows, curves, collapsed = [], {}, {}
+    sources = []
+    if "shapes" in only:
+        sources.append("shapes")
+    if "captions" in only:
+        make(Path(out) / "captions", 1 if smoke else 3, "jittered", 0)
+        sources.append(str(Path(out) / "captions"))
+    rows = []
     seeds = SEEDS[:1] if smoke else SEEDS
     with local_ray(env={"DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}):
-        for source in ("shapes", str(captions)):
+        for source in sources:
             for objective in OBJECTIVES:
-                per_seed = []
+                per_seed, curves = [], []
                 for seed in seeds:
                     spec, res = _train(source, objective, seed, out, smoke)
-                    stage = spec.stages[0]
-                    collapsed[source] = 2 * math.log(stage.global_batch_size - 1) / stage.inv_tau
-                    losses = [h["epoch_loss"] for h in res.history if "epoch_loss" in h]
-                    curves.setdefault((source, objective), []).append(losses)
-                    per_seed.append(_scores(source, spec, res.export_dir) | {"final_loss": losses[-1]})
+                    curves.append([h["epoch_loss"] for h in res.history if "epoch_loss" in h])
+                    per_seed.append(_scores(source, spec, res.export_dir) | {"final_loss": curves[-1][-1]})
                     print(source, objective, seed, per_seed[-1], f"{res.wall_s:.0f}s", flush=True)
+                stage = spec.stages[0]
                 row: dict = {"data": Path(source).name, "objective": objective, "seeds": len(per_seed)}
                 for key in per_seed[0]:
                     vals = [s[key] for s in per_seed]
                     row[key] = statistics.mean(vals)
-                    row[f"{key}_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
+                    row[f"{key}_std"] = statistics.pstdev(vals)
                     row[f"{key}_seeds"] = " ".join(f"{v:.3f}" for v in vals)
+                row["curves"] = curves
+                row["collapsed_loss"] = 2 * math.log(stage.global_batch_size - 1) / stage.inv_tau
                 rows.append(row)
-    png = (Path(out) if smoke else RESULTS) / "cloob_seeds.png"  # a smoke run writes nothing to results
-    png.parent.mkdir(exist_ok=True)
-    _plot(curves, collapsed, png)
-    print(f"loss curves: {png}")
+    if smoke:  # a smoke run writes nothing to results
+        _plot(rows, Path(out) / "cloob_seeds.png")
+        print(f"loss curves: {Path(out) / 'cloob_seeds.png'}")
     return rows
 
 
 METRICS = ("zeroshot_top1", "knn20", "shape_top1", "colour_top1")
 COLS = ["data", "objective", "seeds"]
 COLS += [f"{m}{suffix}" for m in METRICS for suffix in ("", "_std", "_seeds")] + ["final_loss_seeds"]
+TITLE = "CLOOB vs CLIP, the shipped quickstart-cloob spec, held-out zero-shot (mean, population std, seeds)"
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    return bench_main(
-        "cloob_seeds", "CLOOB vs CLIP, the shipped quickstart-cloob spec, held-out zero-shot", run, COLS, argv, __doc__
-    )
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="2 epochs, one seed; no results written")
+    ap.add_argument("--only", nargs="+", choices=("shapes", "captions"), default=["shapes", "captions"])
+    args = ap.parse_args(argv)
+    rows = run(args.smoke, args.only)
+    print_table(TITLE, rows, COLS)
+    if not args.smoke:  # the data sets not run this time keep their saved rows
+        path = RESULTS / f"{machine_name()}.json"
+        saved = json.loads(path.read_text()).get(NAME, {}).get("rows", []) if path.is_file() else []
+        ran = {r["data"] for r in rows}
+        rows = [r for r in saved if r["data"] not in ran] + rows
+        save(NAME, rows)
+        _plot(rows, RESULTS / "cloob_seeds.png")
+        print(f"loss curves: {RESULTS / 'cloob_seeds.png'}")
+    return rows
 
 
 if __name__ == "__main__":
