@@ -95,7 +95,9 @@ def test_mae_ct_three_stages(ray_cluster, tmp_path: Path, zero: int, precision: 
     NN lookups, BatchNorm and the EMA in fp32, the export from the fp32 master weights."""
     from vitforge.train.run import run_job
 
-    steps = (20, 10, 10) if zero == 0 else (10, 6, 6)
+    # ZeRO-0: 20 contrastive-tuning steps; over 10 the loss of a queue still filling had a rising
+    # fitted slope (4.003, 3.875, 3.941, 3.789, ... on CI, 2026-12-06) though training worked.
+    steps = (20, 10, 20) if zero == 0 else (10, 6, 6)
     spec = load_spec(data=mae_ct(tmp_path, zero, steps, deepspeed={"zero_stage": zero, "precision": precision}))
     results = run_job(spec, probe_dir=str(tmp_path))
     assert [r.name for r in results] == ["mae", "nnclr_head", "contrastive_tuning"]
