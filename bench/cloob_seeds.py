@@ -18,11 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import tempfile
 from pathlib import Path
 
-from bench.common import RESULTS, local_ray, machine_name, print_table, save
+from bench.common import RESULTS, local_ray, machine_name, over_seeds, print_table, save
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (0, 1, 2)
@@ -103,10 +102,7 @@ def run(smoke: bool, only: list[str]) -> list[dict]:
                 stage = spec.stages[0]
                 row: dict = {"data": Path(source).name, "objective": objective, "seeds": len(per_seed)}
                 for key in per_seed[0]:
-                    vals = [s[key] for s in per_seed]
-                    row[key] = statistics.mean(vals)
-                    row[f"{key}_std"] = statistics.pstdev(vals)
-                    row[f"{key}_seeds"] = " ".join(f"{v:.3f}" for v in vals)
+                    row |= over_seeds(key, [s[key] for s in per_seed])
                 row["curves"] = curves
                 row["collapsed_loss"] = 2 * math.log(stage.global_batch_size - 1) / stage.inv_tau
                 rows.append(row)

@@ -42,6 +42,16 @@ def timeit(fn: Callable[[], object], warmup: int, repeats: int) -> dict[str, flo
     }
 
 
+def over_seeds(key: str, vals: list[float]) -> dict:
+    """A metric over seeds as the README's tables give it: the mean, the population std and each
+    seed's value."""
+    return {
+        key: statistics.mean(vals),
+        f"{key}_std": statistics.pstdev(vals),
+        f"{key}_seeds": " ".join(f"{v:.3f}" for v in vals),
+    }
+
+
 def machine_name() -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0).replace(" ", "-").lower()

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import RESULTS, print_table
+from bench.common import RESULTS, over_seeds, print_table
 
 PARTS = ("digits", "digits-cluttered")
 
@@ -118,16 +118,12 @@ METRICS = ("knn20", "linear_probe", "cluster_acc", "nmi")
 
 def summarise(per_seed: list[dict[str, dict]]) -> list[dict]:
     """Mean, spread (population std, as the README's tables) and each seed's value, per method."""
-    import statistics
 
     rows = []
     for method in per_seed[0]:
         row: dict = {"method": method}
         for key in METRICS:
-            vals = [s[method][key] for s in per_seed]
-            row[key] = round(statistics.mean(vals), 4)
-            row[f"{key}_std"] = round(statistics.pstdev(vals), 4)
-            row[f"{key}_seeds"] = [round(v, 3) for v in vals]
+            row |= over_seeds(key, [s[method][key] for s in per_seed])
         rows.append(row)
     return rows
 

@@ -22,13 +22,12 @@ falls back onto CLOOB's collapsed point). Both searches rank by held-out k-NN.
 
 from __future__ import annotations
 
-import statistics
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from bench.common import bench_main, local_ray
+from bench.common import bench_main, local_ray, over_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (1, 2, 3)
@@ -109,9 +108,7 @@ def _method(name: str, spec, lo: float, hi: float, init_from: str | None, zs, sm
         for key in ("knn20", "zeroshot_top1"):
             vals = [sc[key] for sc in scores if key in sc]
             if vals:
-                row[key] = statistics.mean(vals)
-                row[f"{key}_std"] = statistics.pstdev(vals)
-                row[f"{key}_seeds"] = " ".join(f"{v:.3f}" for v in vals)
+                row |= over_seeds(key, vals)
         rows.append(row)
         print(row, flush=True)
     return rows
