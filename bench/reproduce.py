@@ -118,7 +118,6 @@ METRICS = ("knn20", "linear_probe", "cluster_acc", "nmi")
 
 def summarise(per_seed: list[dict[str, dict]]) -> list[dict]:
     """Mean, spread (population std, as the README's tables) and each seed's value, per method."""
-
     rows = []
     for method in per_seed[0]:
         row: dict = {"method": method}
