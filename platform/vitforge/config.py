@@ -272,7 +272,9 @@ def _set_path(data: dict, dotted: str, value: Any) -> None:
         if isinstance(cur, list):
             cur = cur[int(p)]
         else:
-            cur = cur.setdefault(p, {})
+            if cur.get(p) is None:  # an absent or null section (``tune: null``) takes its fields
+                cur[p] = {}
+            cur = cur[p]
     if isinstance(cur, list):
         cur[int(parts[-1])] = value
     else:

@@ -28,6 +28,15 @@ def test_valid_spec_and_overrides() -> None:
     assert [s.name for s in spec.stages] == ["mae", "nnclr_head", "contrastive_tuning"]
 
 
+def test_override_fills_a_null_section() -> None:
+    """A dumped spec has ``tune: None``; ``tune.metric=...`` on it makes the section (the default
+    ranges), as it does on a spec without the key."""
+    dumped = load_spec(data=MAE_CT).model_dump(mode="json")
+    assert dumped["tune"] is None
+    spec = load_spec(data=dumped, overrides=["tune.metric=knn20", "tune.scheduler=none"])
+    assert spec.tune is not None and spec.tune.metric == "knn20" and spec.tune.scheduler == "none"
+
+
 def test_unknown_size_names_allowed_values() -> None:
     msg = err({}, "model.size=gigantic")
     assert (
