@@ -29,7 +29,8 @@ def test_asha_search_gives_one_best_everywhere(ray_cluster, tmp_path: Path) -> N
     spec = load_spec(
         ROOT / "jobs" / "tiny-ttur.yaml",
         [f"checkpoint.storage_path={tmp_path}", f"tracking.tracking_uri={uri}", "tune.num_samples=6",
-         "stages.0.epochs=4", "tune.max_concurrent_trials=1"],  # sequential: ASHA's decisions are repeatable
+         "stages.0.epochs=4", "tune.max_concurrent_trials=1",  # sequential: ASHA's decisions are repeatable
+         "tracking.report_every_steps=5"],  # mid-epoch reports: a trial still reports only at epoch ends
     )  # fmt: skip
     lines: list[str] = []
     res = run_search(spec, log=lines.append)
@@ -141,7 +142,7 @@ def test_train_mode_trial_reports_knn20(ray_cluster, tmp_path: Path) -> None:
         ROOT / "jobs" / "tiny-ttur.yaml",
         [f"checkpoint.storage_path={tmp_path}", "tracking.enabled=false", "tune.mode=train", "tune.search_alg=grid",
          "tune.grid={fast_lr: [0.003], slow_lr: [0.0003]}", "tune.scheduler=none", "stages.0.epochs=1",
-         "name=ttur-train-knn"],
+         "name=ttur-train-knn", "tracking.report_every_steps=5"],  # a trial reports at epoch ends only
     )  # fmt: skip
     lines: list[str] = []
     res = run_search(spec, log=lines.append)
@@ -149,6 +150,7 @@ def test_train_mode_trial_reports_knn20(ray_cluster, tmp_path: Path) -> None:
     [row] = res.table
     assert row["status"] == "TERMINATED" and row["epochs"] == 1, row
     assert 0.0 < row["metric"] <= 1.0  # an accuracy, from the Train workers' epoch-end report
+    assert "report_every_steps: 5" in res.best_spec_path.read_text()  # the user's, not the trial's
     head = res.best_spec_path.read_text().splitlines()[:5]
     assert f"knn20 {row['metric']:.4f}" in "\n".join(head), head
     assert head[-1] == f"# Train it: vitforge train {res.best_spec_path}"

@@ -87,6 +87,16 @@ def trial_spec(spec: JobSpec, config: dict[str, Any]) -> JobSpec:
     return JobSpec.model_validate(data)
 
 
+def epoch_reports(spec: JobSpec) -> JobSpec:
+    """A trial's run reports (and checkpoints) at its epoch ends only: Tune wants the ranking metric
+    in every report, and k-NN is measured at an epoch's end (a report every ``report_every_steps``
+    mid-epoch stopped the search with "did not include the specified metric")."""
+    data = spec.model_dump(mode="json")
+    data["tracking"]["report_every_steps"] = 2**31 - 1
+    data["checkpoint"]["every_steps"] = None
+    return JobSpec.model_validate(data)
+
+
 def _tracker(cfg: dict | None):
 
     return Tracker(**cfg, check=False) if cfg else None
@@ -103,7 +113,7 @@ def direct_trial(config: dict[str, Any]) -> None:
     from vitforge.train.runners import local_context
 
     meta = config.pop("_vitforge")
-    spec = trial_spec(JobSpec.model_validate(meta["spec"]), config)
+    spec = epoch_reports(trial_spec(JobSpec.model_validate(meta["spec"]), config))
     i = stage_index(JobSpec.model_validate(meta["spec"]))
     tracker = _tracker(meta.get("tracker"))
     ctx_tune = ray.tune.get_context()
@@ -152,7 +162,7 @@ def train_trial(config: dict[str, Any]) -> None:
 
     meta = config.pop("_vitforge")
     base = JobSpec.model_validate(meta["spec"])
-    spec = trial_spec(base, config)
+    spec = epoch_reports(trial_spec(base, config))
     i = stage_index(base)
     trial_id = ray.tune.get_context().get_trial_id()
     spec.name = f"{base.name}-trial-{trial_id}"  # the Train run name: a restarted trial resumes
