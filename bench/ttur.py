@@ -9,15 +9,15 @@ seed) and evaluated on the held-out split: k-NN (k=20) for both, zero-shot top-1
 - TTUR arm: fast x slow over a 3 x 3 grid (its diagonal is three single rates);
 - single-rate arm: fast == slow at 9 log-spaced rates over the same range.
 
-MAE-CT: stage 3 (contrastive tuning, 4 epochs; fast = the NNCLR head, slow = the encoder with
-layer decay) of ``jobs/tiny-mae-ct.yaml`` on ``digits-cluttered`` with the quickstart's clutter 0
-(at full clutter a test-size ViT stays near chance), from its stage-2 export trained here once;
-rates 3e-4 to 3e-3. CLOOB: ``jobs/quickstart-cloob.yaml`` (fast = text tower, projections; slow =
+MAE-CT: contrastive tuning (fast = the NNCLR head, slow = the encoder) of the quickstart's recipe
+(``jobs/quickstart.yaml``: micro ViT, digits-cluttered at clutter 0), 10 of its 40 epochs, from its
+MAE and NNCLR-head stages trained here once at their own epochs (20, 5); rates 1e-3 to 1e-2 around
+the spec's 4e-3 / 2e-3. CLOOB: ``jobs/quickstart-cloob.yaml`` (fast = text tower, projections; slow =
 the image tower) on the digit caption set of ``bench.explore.caption_set``, 28 px, 15 epochs of
 which 3 InfoNCE (the spec's 30 and 6, halved); rates 3e-4 to 3e-3 around the spec's 1e-3 (3e-3
 falls back onto CLOOB's collapsed point). Both searches rank by held-out k-NN.
 
-    python -m bench.ttur [--smoke]
+    python -m bench.ttur [--smoke] [--only mae-ct|cloob]   # --only keeps the other part's saved rows
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import bench_main, local_ray, over_seeds
+from bench.common import RESULTS, local_ray, machine_name, over_seeds, print_table, save
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (1, 2, 3)
@@ -114,46 +114,66 @@ def _method(name: str, spec, lo: float, hi: float, init_from: str | None, zs, sm
     return rows
 
 
-def run(smoke: bool = False) -> list[dict]:
-    from bench.explore.caption_set import make
+def _mae_ct(smoke: bool, out: str) -> list[dict]:
+    """The quickstart's stages 1-2 once (2 Ray workers), then the two searches of stage 3 from their export."""
     from vitforge.config import load_spec
     from vitforge.train.run import run_job
 
+    budget = ["stages.0.epochs=1", "stages.1.epochs=1"] if smoke else []
+    where = [f"checkpoint.storage_path={out}", "tracking.enabled=false", "name=ttur-maect-init"]
+    full = load_spec(ROOT / "jobs" / "quickstart.yaml", [*where, *budget])
+    first = load_spec(data=full.model_dump(mode="json") | {"stages": full.model_dump(mode="json")["stages"][:2]})
+    init = run_job(first, log=lambda m: None)[-1].export_dir
+    ct = full.model_dump(mode="json")
+    ct |= {"name": "ttur-ct", "stages": ct["stages"][2:], "init_from": init}
+    ct["stages"][0]["epochs"] = 1 if smoke else 10
+    return _method("MAE-CT contrastive tuning", load_spec(data=ct), 1e-3, 1e-2, init, None, smoke, out)
+
+
+def _cloob(smoke: bool, out: str) -> list[dict]:
+    """CLOOB's two searches on the digit caption set."""
+    from bench.explore.caption_set import make
+    from vitforge.config import load_spec
+
+    data = Path(out) / "captions"
+    make(data, 1 if smoke else 3, "jittered", 0)
+    epochs = (1, 0) if smoke else (15, 3)
+    budget = [f"stages.0.epochs={epochs[0]}", f"stages.0.infonce_epochs={epochs[1]}"]
+    overrides = [f"data.source={data}", "model.img_size=28", *budget, "name=ttur-cloob"]
+    cloob = load_spec(ROOT / "jobs" / "quickstart-cloob.yaml", overrides)
+    return _method("CLOOB", cloob, 3e-4, 3e-3, None, _caption_zero_shot, smoke, out)
+
+
+PARTS = {"mae-ct": _mae_ct, "cloob": _cloob}
+
+
+def run(smoke: bool = False, only: tuple[str, ...] = tuple(PARTS)) -> list[dict]:
     out = tempfile.mkdtemp(prefix="bench-ttur-")
-    rows = []
     with local_ray(env={"DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}):
-        # MAE-CT: stages 1-2 once, then stage 3's search from their export.
-        budget = ["stages.0.epochs=1"] if smoke else ["stages.0.epochs=10", "stages.1.epochs=2"]
-        where = [f"checkpoint.storage_path={out}", "tracking.enabled=false", "data.builtin_options={clutter: 0.0}"]
-        full = load_spec(ROOT / "jobs" / "tiny-mae-ct.yaml", [*where, *budget])
-        first = load_spec(data=full.model_dump(mode="json") | {"stages": full.model_dump(mode="json")["stages"][:2]})
-        init = run_job(first, log=lambda m: None)[-1].export_dir
-        ct = full.model_dump(mode="json")
-        ct |= {"name": "ttur-ct", "stages": ct["stages"][2:], "init_from": init}
-        ct["stages"][0]["epochs"] = 1 if smoke else 4
-        rows += _method("MAE-CT contrastive tuning", load_spec(data=ct), 3e-4, 3e-3, init, None, smoke, out)
-        # CLOOB on the digit caption set.
-        data = Path(out) / "captions"
-        make(data, 1 if smoke else 3, "jittered", 0)
-        budget = (
-            ["stages.0.epochs=1", "stages.0.infonce_epochs=0"]
-            if smoke
-            else ["stages.0.epochs=15", "stages.0.infonce_epochs=3"]
-        )
-        overrides = [f"data.source={data}", "model.img_size=28", *budget, "name=ttur-cloob"]
-        cloob = load_spec(ROOT / "jobs" / "quickstart-cloob.yaml", overrides)
-        rows += _method("CLOOB", cloob, 3e-4, 3e-3, None, _caption_zero_shot, smoke, out)
-    return rows
+        return [row for part in only for row in PARTS[part](smoke, out)]
 
 
 COLS = ["method", "arm", "trials", "fast_lr", "slow_lr", "search_knn20"]
 COLS += [f"{m}{s}" for m in ("knn20", "zeroshot_top1") for s in ("", "_std", "_seeds")]
+TITLE = "TTUR pair vs single rate at equal compute (held-out, mean over seeds 1-3)"
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    return bench_main(
-        "ttur", "TTUR pair vs single rate at equal compute (held-out, mean over seeds 1-3)", run, COLS, argv, __doc__
-    )
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="1 epoch, 2 x 2 grids, one seed; no results written")
+    ap.add_argument("--only", nargs="+", choices=tuple(PARTS), default=list(PARTS))
+    args = ap.parse_args(argv)
+    rows = run(args.smoke, tuple(args.only))
+    print_table(TITLE, rows, COLS)
+    if not args.smoke:  # the part not run this time keeps its saved rows
+        path = RESULTS / f"{machine_name()}.json"
+        saved = json.loads(path.read_text()).get("ttur", {}).get("rows", []) if path.is_file() else []
+        ran = {r["method"] for r in rows}
+        save("ttur", [r for r in saved if r["method"] not in ran] + rows)
+    return rows
 
 
 if __name__ == "__main__":
