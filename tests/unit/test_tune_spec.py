@@ -75,3 +75,22 @@ def test_best_job_is_a_headed_training_job_that_round_trips(tmp_path: Path) -> N
     assert loaded == best_spec and loaded.tune is None
     assert loaded.stages[2].optimizer.fast_lr == 2e-3 and loaded.stages[2].topk == 3
     assert dump_spec(loaded) == dump_spec(best_spec)
+
+
+def test_shipped_searches_are_single_rate_and_a_one_point_range_is_a_constant() -> None:
+    """bench.ttur found no gain from two rates (README, "Does TTUR pay?"): the shipped searches
+    draw fast_lr with ratio [1, 1], which the search space holds as the constant 1, so every
+    trial's pair has fast == slow."""
+    from ray import tune
+
+    from vitforge.tune.search import param_space
+
+    for name in ("tiny-ttur", "ttur-mae-ct-vit-b16"):
+        t = load_spec(ROOT / "jobs" / f"{name}.yaml").tune
+        space = param_space(t)
+        assert space["ratio"] == 1.0 and isinstance(space["fast_lr"], tune.search.sample.Float), name
+        pair = trial_spec(load_spec(ROOT / "jobs" / f"{name}.yaml"), {"fast_lr": 2e-3, "ratio": 1.0})
+        opt = pair.stages[-1].optimizer
+        assert opt.fast_lr == opt.slow_lr == 2e-3, name
+    wide = load_spec(TINY, ["tune.ratio=[0.3, 3.0]"]).tune
+    assert isinstance(param_space(wide)["ratio"], tune.search.sample.Float)  # a real range stays a range

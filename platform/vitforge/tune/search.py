@@ -63,11 +63,15 @@ def param_space(t: TuneSpec) -> dict[str, Any]:
     if t.search_alg == "grid":
         space = {k: tune.grid_search(v) for k, v in t.grid.items()}  # fast_lr x (slow_lr or ratio)
     else:
-        space = {"fast_lr": tune.loguniform(*t.fast_lr)}
+        # A range of one point is that value (ratio [1, 1]: a single-rate search, fast == slow).
+        def draw(r: tuple[float, float]) -> Any:
+            return r[0] if r[0] == r[1] else tune.loguniform(*r)
+
+        space = {"fast_lr": draw(t.fast_lr)}
         if t.ratio is not None:
-            space["ratio"] = tune.loguniform(*t.ratio)
+            space["ratio"] = draw(t.ratio)
         else:
-            space["slow_lr"] = tune.loguniform(*t.slow_lr)
+            space["slow_lr"] = draw(t.slow_lr)
     for path, choices in t.extra.items():
         space[path] = tune.choice(choices)
     return space
