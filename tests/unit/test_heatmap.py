@@ -27,6 +27,11 @@ CASES = {
         [_row(f, s, f * 10 + s * 100, 2) for f in (1e-3, 1e-2) for s in (1e-4, 1e-3)], key=lambda r: -r["metric"]
     ),
     "collinear (a ratio search)": [_row(10.0**-k, 10.0 ** (-k - 1), 0.5 + 0.1 * k, 1) for k in (2, 3, 4)],
+    "single rate (fast == slow): a curve": sorted(
+        [_row(10.0**-k, 10.0**-k, 0.9 - 0.1 * abs(k - 3), 4 if k < 4 else 1) for k in (2, 3, 4, 5)]
+        + [_row(1.0, 1.0, None, 0)],
+        key=lambda r: rank_key(r["epochs"], r["metric"], "max"),
+    ),
     "every trial failed": [_row(1e-3, 1e-4, None, 0), _row(1e-2, 1e-4, None, 0)],
     "one trial": [_row(1e-3, 1e-4, 0.7, 3)],
 }

@@ -141,7 +141,9 @@ def heatmap_png(table: list[dict], metric: str, out: Path, title: str) -> Path:
     slows = sorted({r["slow_lr"] for r in table})
     fig, ax = plt.subplots(figsize=(6.8, 5.2), dpi=110)
     im = None
-    if len(fasts) * len(slows) == len(table) > 1:  # a grid: one cell per pair
+    if len(fasts) > 1 and all(r["fast_lr"] == r["slow_lr"] for r in table):  # a single-rate search: a curve
+        _rate_curve(ax, full, stopped, bad, best, metric, budget)
+    elif len(fasts) * len(slows) == len(table) > 1:  # a grid: one cell per pair
         cell = {(r["fast_lr"], r["slow_lr"]): (fasts.index(r["fast_lr"]), slows.index(r["slow_lr"])) for r in table}
         m = np.full((len(slows), len(fasts)), np.nan)
         for r in full:
@@ -209,6 +211,29 @@ def heatmap_png(table: list[dict], metric: str, out: Path, title: str) -> Path:
     fig.savefig(out, metadata={"Description": best_line(best, metric)})
     plt.close(fig)
     return out
+
+
+def _rate_curve(ax, full: list[dict], stopped: list[dict], bad: list[dict], best: dict | None, metric: str,
+                budget: int) -> None:  # fmt: skip
+    """A single-rate search (fast == slow): the metric against the rate, the full-budget trials
+    joined, stopped ones grey with their epochs, failed ones red crosses on the axis."""
+    full = sorted(full, key=lambda r: r["fast_lr"])
+    if full:
+        ax.plot([r["fast_lr"] for r in full], [r["metric"] for r in full], "o-", c="tab:blue", zorder=3,
+                label=f"ran {_epochs({'epochs': budget})}")  # fmt: skip
+    if stopped:
+        ax.scatter([r["fast_lr"] for r in stopped], [r["metric"] for r in stopped], facecolors="none",
+                   edgecolors="0.5", s=50, zorder=3, label="stopped early")  # fmt: skip
+        for r in stopped:
+            ax.annotate(f"@{r['epochs']}", (r["fast_lr"], r["metric"]), xytext=(4, -9), textcoords="offset points",
+                        fontsize=6, color="0.4")  # fmt: skip
+    if bad:
+        y0 = min((r["metric"] for r in full + stopped), default=0.0)
+        ax.scatter([r["fast_lr"] for r in bad], [y0] * len(bad), marker="x", c="red", s=80, label="failed", zorder=3)
+    if best is not None:
+        ax.scatter([best["fast_lr"]], [best["metric"]], marker="*", s=320, c="red", edgecolors="white", zorder=5,
+                   label=f"best {best['metric']:.4g}")  # fmt: skip
+    ax.set(xscale="log", xlabel="learning rate (fast = slow)", ylabel=f"{metric} at the end of the trial")
 
 
 def best_line(best: dict | None, metric: str) -> str:
