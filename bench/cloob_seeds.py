@@ -16,12 +16,11 @@ Prints the mean, spread and per-seed values, and draws every run's epoch loss in
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import tempfile
 from pathlib import Path
 
-from bench.common import RESULTS, local_ray, machine_name, over_seeds, print_table, save
+from bench.common import RESULTS, local_ray, over_seeds, print_table, save_part
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (0, 1, 2)
@@ -126,11 +125,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = run(args.smoke, args.only)
     print_table(TITLE, rows, COLS)
     if not args.smoke:  # the data sets not run this time keep their saved rows
-        path = RESULTS / f"{machine_name()}.json"
-        saved = json.loads(path.read_text()).get(NAME, {}).get("rows", []) if path.is_file() else []
-        ran = {r["data"] for r in rows}
-        rows = [r for r in saved if r["data"] not in ran] + rows
-        save(NAME, rows)
+        rows = save_part(NAME, rows, "data")
         _plot(rows, RESULTS / "cloob_seeds.png")
         print(f"loss curves: {RESULTS / 'cloob_seeds.png'}")
     return rows

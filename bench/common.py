@@ -68,6 +68,17 @@ def save(name: str, rows: list[dict]) -> Path:
     return path
 
 
+def save_part(name: str, rows: list[dict], part: str) -> list[dict]:
+    """Save ``rows`` under ``name`` replacing only the saved rows of the same ``part`` (a row field,
+    e.g. the data set): a run of some parts keeps the others' rows. Returns every row saved."""
+    path = RESULTS / f"{machine_name()}.json"
+    saved = json.loads(path.read_text()).get(name, {}).get("rows", []) if path.is_file() else []
+    ran = {r[part] for r in rows}
+    rows = [r for r in saved if r[part] not in ran] + rows
+    save(name, rows)
+    return rows
+
+
 def print_table(title: str, rows: list[dict], cols: list[str]) -> None:
     print(f"\n{title}")
     widths = [max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in cols]

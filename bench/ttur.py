@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import RESULTS, local_ray, machine_name, over_seeds, print_table, save
+from bench.common import local_ray, over_seeds, print_table, save_part
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (1, 2, 3)
@@ -121,11 +121,9 @@ def _mae_ct(smoke: bool, out: str) -> list[dict]:
 
     budget = ["stages.0.epochs=1", "stages.1.epochs=1"] if smoke else []
     where = [f"checkpoint.storage_path={out}", "tracking.enabled=false", "name=ttur-maect-init"]
-    full = load_spec(ROOT / "jobs" / "quickstart.yaml", [*where, *budget])
-    first = load_spec(data=full.model_dump(mode="json") | {"stages": full.model_dump(mode="json")["stages"][:2]})
-    init = run_job(first, log=lambda m: None)[-1].export_dir
-    ct = full.model_dump(mode="json")
-    ct |= {"name": "ttur-ct", "stages": ct["stages"][2:], "init_from": init}
+    full = load_spec(ROOT / "jobs" / "quickstart.yaml", [*where, *budget]).model_dump(mode="json")
+    init = run_job(load_spec(data=full | {"stages": full["stages"][:2]}), log=lambda m: None)[-1].export_dir
+    ct = full | {"name": "ttur-ct", "stages": full["stages"][2:], "init_from": init}
     ct["stages"][0]["epochs"] = 1 if smoke else 10
     return _method("MAE-CT contrastive tuning", load_spec(data=ct), 1e-3, 1e-2, init, None, smoke, out)
 
@@ -160,7 +158,6 @@ TITLE = "TTUR pair vs single rate at equal compute (held-out, mean over seeds 1-
 
 def main(argv: list[str] | None = None) -> list[dict]:
     import argparse
-    import json
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="1 epoch, 2 x 2 grids, one seed; no results written")
@@ -169,10 +166,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = run(args.smoke, tuple(args.only))
     print_table(TITLE, rows, COLS)
     if not args.smoke:  # the part not run this time keeps its saved rows
-        path = RESULTS / f"{machine_name()}.json"
-        saved = json.loads(path.read_text()).get("ttur", {}).get("rows", []) if path.is_file() else []
-        ran = {r["method"] for r in rows}
-        save("ttur", [r for r in saved if r["method"] not in ran] + rows)
+        save_part("ttur", rows, "method")
     return rows
 
 
