@@ -262,14 +262,20 @@ def eval_cmd(
     template: list[str] = typer.Option(
         None, help='Zero-shot prompt with {} for the class (repeatable; averaged), e.g. "a photo of a {}."'
     ),
+    option: list[str] = typer.Option(
+        None, help="A built-in's data option as the job's data.builtin_options (repeatable): --option clutter=0"
+    ),
 ) -> None:
     """k-NN, linear probe, clustering (and zero-shot for CLOOB/CLIP) of a trained encoder.
 
     Zero-shot needs class names: an image folder's sub-folders, a built-in's, those `data prepare`
-    recorded, or --class-names.
+    recorded, or --class-names. A built-in is generated at the encoder's image size with --option's
+    values: evaluate on the data the job trained on (the quickstart: --option clutter=0).
 
     Example: vitforge eval ./runs/tiny-cloob/exports/0-cloob ./pets --template "a photo of a {}."
+    Example: vitforge eval ./runs/quickstart/exports/2-contrastive_tuning --option clutter=0
     """
+    from vitforge.config import SpecError, parse_overrides
     from vitforge.data import DataError
     from vitforge.eval.evaluate import evaluate
 
@@ -278,9 +284,13 @@ def eval_cmd(
     if bad:
         raise fail(f"--template must hold one {{}} for the class name; got {bad[0]!r}")
     try:
+        options = dict(parse_overrides(option))
+    except SpecError as e:
+        raise fail(f"--option: {e}") from None
+    try:
         metrics = evaluate(
             model_ref, source, train_split, test_split, probe=probe, out_dir=out_dir, class_names=names,
-            templates=template or None,
+            templates=template or None, builtin_options=options,
         )  # fmt: skip
     except (DataError, FileNotFoundError) as e:
         raise fail(str(e)) from None

@@ -56,6 +56,22 @@ def test_train_tiny_cloob_spec(tmp_path: Path) -> None:
     record = json.loads((tmp_path / "tiny-cloob" / "spec.json").read_text())
     assert record["stages"][0]["optimizer"]["fast_lr"] == 0.01
 
+    # eval on the built-in the job trained on: its data options through --option, checked by name.
+    def evaluate(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "vitforge.cli", "eval", str(export), "shapes", "--no-probe",
+                               "--out-dir", str(tmp_path / "eval"), *extra],
+                              capture_output=True, text=True, timeout=600, env=env, check=False)  # fmt: skip
+
+    ok = evaluate("--option", "n=400")
+    assert ok.returncode == 0 and "zeroshot_top1" in ok.stdout, ok.stdout[-2000:] + ok.stderr[-2000:]
+    written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert 0.0 <= written["zeroshot_top1"] <= 1.0 and "knn20" in written
+    unknown = evaluate("--option", "n=400", "--option", "clutter=0")
+    assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
+    assert "shapes: unknown option(s) clutter; allowed: n, seed, size, test_fraction" in unknown.stderr
+    malformed = evaluate("--option", "n")
+    assert malformed.returncode == 2 and "--option: override 'n' must look like" in malformed.stderr
+
 
 def mlflow_runs(db: Path) -> list[str]:
     from mlflow.tracking import MlflowClient

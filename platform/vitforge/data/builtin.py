@@ -11,6 +11,7 @@ Each returns a dict of split -> list of records ``{"image": PIL.Image, "label": 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io
 import json
 import math
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from vitforge.data.pieces import DataError
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
@@ -266,6 +269,10 @@ def builtin_parquet(name: str, split: str, options: dict, cache: Path | None = N
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    allowed = sorted(inspect.signature(BUILTINS[name]).parameters)
+    bad = sorted(set(options) - set(allowed))
+    if bad:
+        raise DataError(f"{name}: unknown option(s) {', '.join(bad)}; allowed: {', '.join(allowed)}")
     ident = [name, VERSIONS[name], sorted(options.items())]
     key = hashlib.sha256(json.dumps(ident, default=str).encode()).hexdigest()[:16]
     root = cache or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vitforge" / "builtin"

@@ -68,7 +68,8 @@ def evaluate(
     if model_ref is not None:
         model, card = load_encoder(resolve_export(model_ref))
     assert card is not None, "raw-pixel evaluation needs a card with img_size and normalization"
-    opts = builtin_options if builtin_options is not None else {"size": card["model"]["img_size"]}
+    # A built-in is drawn at the encoder's size unless the options say otherwise (a folder ignores them).
+    opts = {"size": card["model"]["img_size"], **(builtin_options or {})}
     train = load_source(source, train_split, builtin_options=opts)
     test = load_source(source, test_split, builtin_options=opts)
     class_names = class_names or train.classes or test.classes or None
