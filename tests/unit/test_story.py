@@ -63,6 +63,9 @@ def test_summary_has_whole_paths_the_mlflow_run_and_next_commands(tmp_path: Path
         f"  vitforge serve up tiny-mae-ct={export}",
         f"  vitforge export {export} ./tiny-mae-ct-hf --format hf",
     ]
+    # A built-in's data options go with its eval command (the quickstart trains on clutter 0).
+    quick = TINY.model_copy(update={"data": TINY.data.model_copy(update={"builtin_options": {"clutter": 0.0}})})
+    assert f"  vitforge eval {export} digits-cluttered --option clutter=0.0" in summary(quick, res)
 
 
 def test_summary_names_a_server_run_by_its_url_and_skips_mlflow_when_off(tmp_path: Path) -> None:

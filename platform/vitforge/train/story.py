@@ -115,9 +115,11 @@ def summary(spec: JobSpec, results: Sequence) -> list[str]:
     lines += mlflow_lines(results)
     if results:
         export = Path(results[-1].export_dir).resolve()
+        # A built-in's options (the quickstart's clutter 0) go with it: eval on the data trained on.
+        options = "".join(f" --option {k}={v}" for k, v in spec.data.builtin_options.items())
         lines += [
             "next:",
-            f"  vitforge eval {export} {spec.data.source}",
+            f"  vitforge eval {export} {spec.data.source}{options}",
             f"  vitforge serve up {spec.name}={export}",
             f"  vitforge export {export} ./{spec.name}-hf --format hf",
         ]
