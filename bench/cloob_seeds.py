@@ -1,6 +1,6 @@
 """CLOOB against CLIP over seeds, through the path users take: the shipped ``jobs/quickstart-cloob.yaml``
 on a local Ray cluster (2 workers, DeepSpeed), and the same spec with ``stages.0.name=clip`` for
-CLIP (same towers, data, budget and optimizer). Two data sets:
+CLIP (same towers, data, budget and optimizer). Three data sets:
 
 - ``shapes``: the quickstart's CLOOB half as ``vitforge quickstart`` runs it; held-out zero-shot
   top-1 on the shape kind and on the colour (8 classes each, chance 0.125);
@@ -12,7 +12,7 @@ CLIP (same towers, data, budget and optimizer). Two data sets:
 Prints the mean, spread and per-seed values, and draws every run's epoch loss into
 ``bench/results/cloob_seeds.png`` (CLOOB's collapsed value 2 ln(B-1) / tau^-1 dashed).
 
-    python -m bench.cloob_seeds [--smoke] [--only shapes|captions|mnist]   # about 13 min each
+    python -m bench.cloob_seeds [--smoke] [--only shapes|captions|mnist]   # about 15 min each
 """
 
 from __future__ import annotations

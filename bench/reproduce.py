@@ -16,7 +16,7 @@ on Ray, without the per-stage start-up), then ``vitforge.eval.evaluate``.
     python -m bench.reproduce                           # seeds 0 1 2, every part
     python -m bench.reproduce --smoke                   # a few steps each (CI)
     python -m bench.reproduce --only digits-cluttered   # some parts (table.json keeps the others)
-    python -m bench.reproduce --only mnist              # real digits, about 45 min
+    python -m bench.reproduce --only mnist              # real digits (a split per seed), about 45 min
     python -m bench.reproduce --mae-epochs 60           # a longer MAE stage than the quickstart's
 """
 
@@ -70,15 +70,16 @@ def _train(spec, storage: str) -> list[str]:
     return exports
 
 
-def source_for(part: str, storage: str) -> str:
-    """The data source of a part: a built-in's name, or for ``mnist`` a folder written once."""
+def source_for(part: str, storage: str, seed: int) -> str:
+    """The data source of a part: a built-in's name, or for ``mnist`` a folder whose train / test
+    split is drawn by the seed (as ``bench.explore.mnist_folder OUT --seed S``)."""
     if part != "mnist":
         return part
     from bench.explore.mnist_folder import write
 
-    folder = Path(storage) / "mnist"
+    folder = Path(storage) / f"mnist-{seed}"
     if not folder.is_dir():
-        write(folder)
+        write(folder, seed=seed)
     return str(folder)
 
 
@@ -89,7 +90,7 @@ def mae_ct_seed(storage: str, part: str, epochs: dict[str, float], seed: int, ou
     from vitforge.eval.evaluate import evaluate, raw_pixel_card
     from vitforge.inference import read_card
 
-    source = source_for(part, storage)
+    source = source_for(part, storage, seed)
     # The quickstart's recipe, stage by stage (jobs/quickstart.yaml says where it leaves the papers').
     qs = load_quickstart()
     model = qs.model.model_dump(mode="json")

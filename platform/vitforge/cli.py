@@ -275,18 +275,21 @@ def eval_cmd(
     Example: vitforge eval ./runs/tiny-cloob/exports/0-cloob ./pets --template "a photo of a {}."
     Example: vitforge eval ./runs/quickstart/exports/2-contrastive_tuning --option clutter=0
     """
-    from vitforge.config import SpecError, parse_overrides
+    from vitforge.config import parse_overrides
     from vitforge.data import DataError
+    from vitforge.data.builtin import BUILTINS
     from vitforge.eval.evaluate import evaluate
 
     names = [c.strip() for c in class_names.split(",") if c.strip()] if class_names else None
     bad = [t for t in template or [] if t.count("{}") != 1]
     if bad:
         raise fail(f"--template must hold one {{}} for the class name; got {bad[0]!r}")
-    try:
-        options = dict(parse_overrides(option))
-    except SpecError as e:
-        raise fail(f"--option: {e}") from None
+    malformed = [o for o in option or [] if "=" not in o]
+    if malformed:
+        raise fail(f"--option must look like KEY=VALUE (e.g. clutter=0); got {malformed[0]!r}")
+    if option and source not in BUILTINS:
+        raise fail(f"--option sets a built-in's data options ({', '.join(BUILTINS)}); {source!r} is not one")
+    options = dict(parse_overrides(option))
     try:
         metrics = evaluate(
             model_ref, source, train_split, test_split, probe=probe, out_dir=out_dir, class_names=names,

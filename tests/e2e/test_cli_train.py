@@ -37,6 +37,7 @@ def test_train_tiny_cloob_spec(tmp_path: Path) -> None:
     assert "stage 0 cloob: 6 steps (" in r.stdout and "Ray dashboard http" in r.stdout, r.stdout[-3000:]
     assert f"\n  {export}\n" in r.stdout and f"vitforge serve up tiny-cloob={export}" in r.stdout, r.stdout[-3000:]
     assert "mlflow ui --backend-store-uri sqlite:///" in r.stdout
+    assert f"vitforge eval {export} shapes --option n=400" in r.stdout  # the data it trained on
 
     # A changed spec does not reuse the export: it stops, names the fields and the ways on, logs nothing.
     changed = run("--set", "stages.0.optimizer.fast_lr=0.01")
@@ -70,7 +71,10 @@ def test_train_tiny_cloob_spec(tmp_path: Path) -> None:
     assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
     assert "shapes: unknown option(s) clutter; allowed: n, seed, size, test_fraction" in unknown.stderr
     malformed = evaluate("--option", "n")
-    assert malformed.returncode == 2 and "--option: override 'n' must look like" in malformed.stderr
+    assert malformed.returncode == 2 and "--option must look like KEY=VALUE" in malformed.stderr
+    bad_value = evaluate("--option", "n=abc")
+    assert bad_value.returncode == 2 and "shapes: bad option value" in bad_value.stderr, bad_value.stderr[-2000:]
+    assert "Traceback" not in bad_value.stderr
 
 
 def mlflow_runs(db: Path) -> list[str]:

