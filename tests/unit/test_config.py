@@ -141,3 +141,11 @@ def test_file_errors(tmp_path: Path) -> None:
 def test_shipped_specs_validate() -> None:
     for path in sorted(Path(__file__).resolve().parents[2].glob("jobs/*.yaml")):
         load_spec(path)
+
+
+def test_mae_ct_digits_is_the_quickstart_recipe_on_three_copies() -> None:
+    """jobs/mae-ct-digits.yaml says it is the quickstart's recipe unchanged but for its data: keep it so."""
+    qs, digits = load_spec("quickstart"), load_spec("mae-ct-digits")
+    assert digits.data.builtin_options == {**qs.data.builtin_options, "copies": 3}
+    same = {"name": qs.name, "data": qs.data}
+    assert digits.model_copy(update=same) == qs

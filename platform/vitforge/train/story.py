@@ -117,8 +117,8 @@ def summary(spec: JobSpec, results: Sequence) -> list[str]:
     if results:
         export = Path(results[-1].export_dir).resolve()
         # A built-in's options (the quickstart's clutter 0) go with it: eval on the data trained on.
-        builtin = builtin_options(spec) is not None
-        options = "".join(f" --option {k}={v}" for k, v in spec.data.builtin_options.items() if builtin)
+        opts = spec.data.builtin_options if builtin_options(spec) is not None else {}
+        options = "".join(f" --option {k}={v}" for k, v in opts.items())
         lines += [
             "next:",
             f"  vitforge eval {export} {spec.data.source}{options}",
