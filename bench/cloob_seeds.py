@@ -3,7 +3,7 @@ on a local Ray cluster (2 workers, DeepSpeed), and the same spec with ``stages.0
 CLIP (same towers, data, budget and optimizer). Three data sets:
 
 - ``shapes``: the quickstart's CLOOB half as ``vitforge quickstart`` runs it; held-out zero-shot
-  top-1 on the shape kind and on the colour (8 classes each, chance 0.125);
+  top-1 on the shape kind (6 classes, chance 0.167) and on the colour (8, chance 0.125);
 - the digit caption set of ``bench.explore.caption_set`` (4,191 / 400 pairs, 10 classes, 5 caption
   templates, 28 px): held-out zero-shot top-1 over its templates (chance 0.10) and image k-NN;
 - ``mnist``: the same captions on 5,000 real MNIST digits (``bench.explore.mnist_folder``, 4,000 /

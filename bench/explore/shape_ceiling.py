@@ -5,7 +5,7 @@ labels in the same budget.
 
     python -m bench.explore.shape_ceiling [--size test] [--patch 4] [--lr 1e-3] [--steps 750] [--n 4000]
 
-Prints held-out accuracy every 750 steps (chance 0.125). Batch 128, AdamW, weight decay 0.1,
+Prints held-out accuracy every 750 steps (chance 1 / len(SHAPES)). Batch 128, AdamW, weight decay 0.1,
 images normalized by the training split's channel mean and std; no augmentation.
 """
 

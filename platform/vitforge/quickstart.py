@@ -98,7 +98,7 @@ def run_quickstart(
     console.print(table)
     if zs:
         console.print(
-            f"CLOOB on shapes, held-out zero-shot top-1 (8 classes each, chance 0.125):"
+            f"CLOOB on shapes, held-out zero-shot top-1 (chance 0.167 and 0.125):"
             f" shape kind {zs['shape_top1']:.3f}, colour {zs['colour_top1']:.3f}"
         )
     console.print(f"done in {time.perf_counter() - t0:.0f}s. MLflow: mlflow ui --backend-store-uri {tracker.uri}")

@@ -69,3 +69,22 @@ def test_zero_shot_classes_from_folder_names_in_label_order(tmp_path: Path) -> N
     assert own["zeroshot_top1"] == pytest.approx(1 - swapped["zeroshot_top1"])
     with pytest.raises(DataError, match="1 class names for labels up to 1"):
         evaluate(None, str(tmp_path), class_names=["cat"], **kw)
+
+
+def test_shapes_zero_shot_reads_kind_and_colour_from_the_nearest_caption() -> None:
+    """The quickstart's shapes zero-shot: each image is read as the kind and colour of its nearest
+    generator caption, so an image near "a large blue star" reads star and blue, whatever the scale."""
+    import torch
+
+    from vitforge.data.builtin import COLOURS, SHAPES
+    from vitforge.eval.zeroshot import SHAPE_CAPTIONS, read_captions
+
+    assert len(SHAPE_CAPTIONS) == 2 * len(COLOURS) * len(SHAPES) == 96
+    gen = torch.Generator().manual_seed(0)
+    caps = torch.linalg.qr(torch.randn(128, 96, generator=gen))[0].T  # (96, 128) orthonormal captions
+    pick = torch.tensor([0, 17, 50, 95])
+    images = 3.0 * caps[pick] + 0.05 * torch.randn(4, 128, generator=gen)  # near those captions
+    kind, colour = read_captions(images, caps)
+    want = [SHAPE_CAPTIONS[int(i)] for i in pick]
+    assert [SHAPES[int(k)] for k in kind] == [k for _, _, k in want]
+    assert [list(COLOURS)[int(c)] for c in colour] == [c for _, c, _ in want]

@@ -124,7 +124,8 @@ def test_builtins_deterministic_with_splits() -> None:
     train = load_source("digits-cluttered", "train")
     test = load_source("digits-cluttered", "test")
     assert len(train) + len(test) == 1797 and train.num_classes == 10
-    assert any(s in a["caption"][0] for s in SHAPES) and " background" in a["caption"][0]
+    kind = SHAPES[a["label"][0]]
+    assert a["caption"][0].endswith(f" {kind}") and len(a["caption"][0].split()) == 4  # "a small red star"
 
 
 def test_loader_deterministic_by_seed_and_epoch() -> None:
