@@ -1,6 +1,7 @@
-"""A PNG grid of ``digits-cluttered`` samples (README), at full clutter and at the quickstart's.
+"""PNG grids of built-in samples (README): ``digits-cluttered`` at full clutter and at the
+quickstart's, and ``shapes`` one row per kind.
 
-python -m bench.sample_grid docs/digits-cluttered.png
+python -m bench.sample_grid docs/digits-cluttered.png docs/shapes.png
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import sys
 
 from PIL import Image, ImageDraw
 
-from vitforge.data.builtin import digits_cluttered
+from vitforge.data.builtin import SHAPES, digits_cluttered, shapes
 
 
 def grid(out: str, per_row: int = 12, scale: int = 3) -> None:
@@ -30,5 +31,22 @@ def grid(out: str, per_row: int = 12, scale: int = 3) -> None:
     img.save(out)
 
 
+def shapes_grid(out: str, per_row: int = 10, scale: int = 3) -> None:
+    """One row per kind: the quickstart's CLOOB half's drawings (any rotation, 9 places, 5 backgrounds)."""
+    recs = shapes(n=600)["train"]
+    cell, label_w = 34, 90
+    img = Image.new("RGB", (label_w + per_row * cell * scale, len(SHAPES) * cell * scale), "white")
+    draw = ImageDraw.Draw(img)
+    for r, kind in enumerate(SHAPES):
+        draw.text((6, r * cell * scale + cell * scale // 2 - 6), kind, fill="black")
+        for k, rec in enumerate([x for x in recs if x["label"] == r][:per_row]):
+            img.paste(
+                rec["image"].resize((32 * scale, 32 * scale), Image.NEAREST),
+                (label_w + k * cell * scale, r * cell * scale),
+            )
+    img.save(out)
+
+
 if __name__ == "__main__":
     grid(sys.argv[1] if len(sys.argv) > 1 else "docs/digits-cluttered.png")
+    shapes_grid(sys.argv[2] if len(sys.argv) > 2 else "docs/shapes.png")
