@@ -18,7 +18,7 @@ def test_data_export_then_info(tmp_path: Path) -> None:
     assert (tmp_path / "shapes" / "train.parquet").exists() and "test.parquet" in r.stdout
     r = vitforge("data", "info", str(tmp_path / "shapes"), "--split", "test")
     assert r.returncode == 0, r.stderr
-    assert "format parquet, split test: 400 rows in 2 pieces, 8 labels, with captions" in r.stdout
+    assert "format parquet, split test: 400 rows in 2 pieces, 6 labels, with captions" in r.stdout
 
 
 def test_user_errors_have_no_traceback(tmp_path: Path) -> None:
